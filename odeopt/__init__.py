@@ -1,0 +1,37 @@
+"""odeopt: optimizers as port-Hamiltonian ODEs.
+
+Define a system symbolically, check its energy balance, compile its vector field, and (in
+later stages) integrate it, discretize it and export the update rule as a torch optimizer.
+"""
+
+from . import zoo
+from .errors import StructureError
+from .symbolic import (
+    Block,
+    EnergyBalance,
+    PortHamiltonian,
+    blocks,
+    inner,
+    loss,
+    parameters,
+    sqnorm,
+    t,
+    total,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Block",
+    "EnergyBalance",
+    "PortHamiltonian",
+    "StructureError",
+    "blocks",
+    "inner",
+    "loss",
+    "parameters",
+    "sqnorm",
+    "t",
+    "total",
+    "zoo",
+]

@@ -1,0 +1,81 @@
+"""The ``odeopt`` command line: list, show NAME, tour."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import zoo
+
+__all__ = ["main"]
+
+
+def _parse_params(items: Sequence[str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"odeopt: --param takes NAME=VALUE, got {item!r}")
+        try:
+            out[key] = float(value)
+        except ValueError:
+            raise SystemExit(f"odeopt: --param {key}: {value!r} is not a number") from None
+    return out
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    for name in zoo.names():
+        system = zoo.get(name)
+        print(f"{name:16s} {system.description}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    try:
+        system = zoo.get(args.name, **_parse_params(args.param))
+    except KeyError as exc:
+        print(f"odeopt: {exc.args[0]}", file=sys.stderr)
+        return 2
+    except (TypeError, ValueError) as exc:
+        print(f"odeopt: {exc}", file=sys.stderr)
+        return 2
+    print(system)
+    print("energy balance:")
+    for line in str(system.energy_balance()).splitlines():
+        print("  " + line)
+    return 0
+
+
+def cmd_tour(args: argparse.Namespace) -> int:
+    from .tour import run_tour
+
+    run_tour(Path(args.out))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="odeopt", description="Optimizers as port-Hamiltonian ODEs."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("list", help="list the zoo's systems")
+    p.set_defaults(func=cmd_list)
+    p = sub.add_parser("show", help="show a system, its ODE and its energy balance")
+    p.add_argument("name")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    p.set_defaults(func=cmd_show)
+    p = sub.add_parser("tour", help="run the whole pipeline on built-in defaults; write a report")
+    p.add_argument("--out", default="odeopt-tour", help="report folder (default: odeopt-tour)")
+    p.set_defaults(func=cmd_tour)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

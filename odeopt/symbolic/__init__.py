@@ -1,0 +1,38 @@
+"""The symbolic port-Hamiltonian language: blocks, globals, systems, energy balance."""
+
+from .energy import EnergyBalance, to_globals
+from .language import (
+    Block,
+    Gradient,
+    Loss,
+    Reduction,
+    Time,
+    blocks,
+    inner,
+    loss,
+    parameters,
+    sqnorm,
+    t,
+    total,
+)
+from .system import CompiledSystem, Parameter, PortHamiltonian
+
+__all__ = [
+    "Block",
+    "CompiledSystem",
+    "EnergyBalance",
+    "Gradient",
+    "Loss",
+    "Parameter",
+    "PortHamiltonian",
+    "Reduction",
+    "Time",
+    "blocks",
+    "inner",
+    "loss",
+    "parameters",
+    "sqnorm",
+    "t",
+    "to_globals",
+    "total",
+]

@@ -1,0 +1,331 @@
+"""Compile per-coordinate sympy expressions to batched numpy / torch functions.
+
+Arrays are batched: a block or the gradient has shape (batch, n); a global (loss, time,
+reduction) is one scalar per batch row, held as shape (batch, 1) so it broadcasts against the
+coordinates. A reduction Σᵢ φ(xᵢ) is computed per row as ``sum(φ(x), axis=-1)``.
+
+One generated source serves both backends: it calls its array module through the name
+``numpy``, which is bound to numpy itself or to a small torch namespace (:class:`TorchNamespace`).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import sympy as sp
+from sympy.printing.numpy import NumPyPrinter
+
+from .language import Block, Gradient, Loss, Reduction, Time
+
+__all__ = ["Compiled", "TorchNamespace", "compile_explicit", "compile_expressions", "namespace"]
+
+
+class NumpyNamespace:
+    """numpy with the three helpers the generated code calls."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(np, name)
+
+    @staticmethod
+    def rsum(x: Any) -> Any:
+        return np.sum(x, axis=-1, keepdims=True)
+
+    @staticmethod
+    def column(x: Any) -> Any:
+        x = np.asarray(x)
+        return x.reshape(-1, 1) if x.ndim >= 1 else x
+
+    @staticmethod
+    def row(x: Any) -> Any:
+        x = np.asarray(x)
+        return x.reshape(-1) if x.ndim >= 1 else x
+
+    @staticmethod
+    def stack(values: Sequence[Any], ref: Any) -> Any:
+        return np.stack([np.broadcast_to(v, ref.shape).astype(ref.dtype) for v in values], -1)
+
+    @staticmethod
+    def like(value: Any, ref: Any) -> Any:
+        if isinstance(value, np.ndarray) and value.shape == ref.shape:
+            return value
+        return np.broadcast_to(value, ref.shape).astype(ref.dtype, copy=True)
+
+
+class TorchNamespace:
+    """The numpy names the generated code uses, mapped to torch."""
+
+    def __init__(self) -> None:
+        import torch
+
+        self._torch = torch
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._torch, name)
+
+    def rsum(self, x: Any) -> Any:
+        return self._torch.sum(x, dim=-1, keepdim=True)
+
+    def column(self, x: Any) -> Any:
+        torch = self._torch
+        if not isinstance(x, torch.Tensor):
+            return x
+        return x.reshape(-1, 1) if x.ndim >= 1 else x
+
+    def like(self, value: Any, ref: Any) -> Any:
+        torch = self._torch
+        if isinstance(value, torch.Tensor) and value.shape == ref.shape:
+            return value
+        if not isinstance(value, torch.Tensor):
+            return torch.full_like(ref, float(value))
+        return value.expand(ref.shape).clone()
+
+    def row(self, x: Any) -> Any:
+        torch = self._torch
+        if not isinstance(x, torch.Tensor):
+            return x
+        return x.reshape(-1) if x.ndim >= 1 else x
+
+    def stack(self, values: Sequence[Any], ref: Any) -> Any:
+        return self._torch.stack([self.like(v, ref) for v in values], dim=-1)
+
+    def select(self, conds: Sequence[Any], values: Sequence[Any], default: Any = None) -> Any:
+        torch = self._torch
+        out = values[-1]
+        for c, v in zip(reversed(conds[:-1]), reversed(values[:-1]), strict=True):
+            out = torch.where(torch.as_tensor(c), torch.as_tensor(v), torch.as_tensor(out))
+        return out
+
+    @property
+    def nan(self) -> float:
+        return float("nan")
+
+    @property
+    def pi(self) -> float:
+        return float(np.pi)
+
+    @property
+    def e(self) -> float:
+        return float(np.e)
+
+    def power(self, a: Any, b: Any) -> Any:
+        return self._torch.pow(a, b)
+
+    def amax(self, x: Any, *args: Any, **kw: Any) -> Any:
+        return self._torch.amax(x, *args, **kw)
+
+
+@functools.cache
+def namespace(backend: str) -> Any:
+    if backend == "numpy":
+        return NumpyNamespace()
+    if backend == "torch":
+        return TorchNamespace()
+    raise ValueError(f"unknown backend {backend!r}; expected 'numpy' or 'torch'")
+
+
+class _Printer(NumPyPrinter):
+    def _print_Symbol(self, expr: sp.Symbol) -> str:  # names are made safe before printing
+        return expr.name
+
+
+class Compiled:
+    """A batched function of (blocks, F, g, t, parameters) built from sympy expressions.
+
+    Call with ``blocks`` mapping block names to arrays (batch, n), ``F`` (batch,),
+    ``g`` (batch, n), ``t`` a scalar or (batch,), and parameter values by name (scalars, or
+    (batch,) arrays for per-trajectory values). Returns a tuple, one array per expression:
+    (batch, n) for per-coordinate expressions, (batch,) for scalar (global) ones.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[..., tuple[Any, ...]],
+        source: str,
+        block_names: Sequence[str],
+        parameter_names: Sequence[str],
+        needs_loss: bool,
+        needs_grad: bool,
+        backend: str,
+    ) -> None:
+        self._fn = fn
+        self.source = source
+        self.block_names = tuple(block_names)
+        self.parameter_names = tuple(parameter_names)
+        self.needs_loss = needs_loss
+        self.needs_grad = needs_grad
+        self.backend = backend
+
+    def __call__(
+        self,
+        blocks: dict[str, Any],
+        F: Any = None,
+        g: Any = None,
+        t: Any = 0.0,
+        **params: Any,
+    ) -> tuple[Any, ...]:
+        missing = [b for b in self.block_names if b not in blocks]
+        if missing:
+            raise KeyError(f"missing block(s) {missing}; the function needs {self.block_names}")
+        if self.needs_loss and F is None:
+            raise ValueError("this expression needs the loss value F")
+        if self.needs_grad and g is None:
+            raise ValueError("this expression needs the gradient g")
+        unknown = set(params) - set(self.parameter_names)
+        if unknown:
+            raise TypeError(
+                f"unknown parameter(s) {sorted(unknown)}; expected {list(self.parameter_names)}"
+            )
+        absent = [p for p in self.parameter_names if p not in params]
+        if absent:
+            raise TypeError(f"missing value(s) for parameter(s) {absent}")
+        ref = g if g is not None else next(iter(blocks.values()), None)
+        return self._fn(
+            *(blocks[b] for b in self.block_names),
+            F,
+            g,
+            t,
+            ref,
+            *(params[p] for p in self.parameter_names),
+        )
+
+
+_counter = itertools.count()
+
+
+def compile_expressions(
+    coordinate_exprs: Sequence[sp.Expr],
+    scalar_exprs: Sequence[sp.Expr],
+    block_order: Sequence[Block],
+    parameter_order: Sequence[sp.Symbol],
+    backend: str = "numpy",
+) -> Compiled:
+    """Generate and compile ``f(blocks…, F, g, t, ref, params…)`` for a batch.
+
+    ``coordinate_exprs`` are per-coordinate (results of shape (batch, n));
+    ``scalar_exprs`` are global (results of shape (batch,)). Reductions occurring anywhere are
+    computed once per call, per batch row.
+    """
+    exprs = [sp.sympify(e) for e in (*coordinate_exprs, *scalar_exprs)]
+    symbols: set[sp.Symbol] = set()
+    for e in exprs:
+        symbols |= e.free_symbols
+    reductions = sorted((s for s in symbols if isinstance(s, Reduction)), key=sp.default_sort_key)
+    for r in reductions:
+        symbols |= r.summand.free_symbols
+
+    rename: dict[sp.Symbol, sp.Symbol] = {}
+    block_args = []
+    for i, b in enumerate(block_order):
+        rename[b] = sp.Symbol(f"b{i}_{b.name}")
+        block_args.append(rename[b].name)
+    param_args = []
+    for i, p in enumerate(parameter_order):
+        rename[p] = sp.Symbol(f"p{i}")
+        param_args.append(f"p{i}")
+    needs_loss = needs_grad = False
+    for s in symbols:
+        if isinstance(s, Loss):
+            rename[s] = sp.Symbol("F_")
+            needs_loss = True
+        elif isinstance(s, Gradient):
+            rename[s] = sp.Symbol("g_")
+            needs_grad = True
+        elif isinstance(s, Time):
+            rename[s] = sp.Symbol("t_")
+        elif s in rename:
+            continue
+        elif isinstance(s, Reduction):
+            continue
+        else:
+            raise ValueError(f"symbol {s} is neither a block, a global nor a declared parameter")
+    for i, r in enumerate(reductions):
+        rename[r] = sp.Symbol(f"r{i}")
+
+    printer = _Printer({"fully_qualified_modules": True, "allow_unknown_functions": False})
+
+    def show(e: sp.Expr) -> str:
+        return printer.doprint(sp.sympify(e).xreplace(rename))
+
+    lines = [f"def _f({', '.join([*block_args, 'F_', 'g_', 't_', 'ref_', *param_args])}):"]
+    lines.append("    F_ = numpy.column(F_)")
+    lines.append("    t_ = numpy.column(t_)")
+    for i, p in enumerate(parameter_order):
+        lines.append(f"    p{i} = numpy.column(p{i})  # {p}")
+    for r in reductions:
+        lines.append(f"    {rename[r].name} = numpy.rsum({show(r.summand)})  # {r.name}")
+    outs = []
+    for e in coordinate_exprs:
+        outs.append(f"numpy.like({show(e)}, ref_)")
+    for e in scalar_exprs:
+        outs.append(f"numpy.like({show(e)}, ref_[..., :1])[..., 0]")
+    lines.append(f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})")
+    source = "\n".join(lines) + "\n"
+    ns: dict[str, Any] = {"numpy": namespace(backend), "functools": functools}
+    filename = f"<odeopt-generated-{next(_counter)}>"
+    exec(compile(source, filename, "exec"), ns)  # noqa: S102 - our own generated code
+    return Compiled(
+        ns["_f"],
+        source,
+        [b.name for b in block_order],
+        [p.name for p in parameter_order],
+        needs_loss,
+        needs_grad,
+        backend,
+    )
+
+
+def compile_explicit(
+    outputs: Sequence[Sequence[sp.Expr] | sp.Expr],
+    block_components: Sequence[tuple[str, Sequence[sp.Symbol]]],
+    parameter_order: Sequence[sp.Symbol],
+    time: sp.Symbol,
+    backend: str = "numpy",
+) -> Callable[..., tuple[Any, ...]]:
+    """Compile expressions of concrete components: ``f(block arrays…, t, params…)``.
+
+    Each block array has shape (batch, d); component j of block b is column j. An output that
+    is a sequence of d expressions gives an array (batch, d); a single expression gives (batch,).
+    """
+    rename: dict[sp.Symbol, sp.Symbol] = {time: sp.Symbol("t_")}
+    lines_unpack = []
+    args = []
+    for bi, (name, comps) in enumerate(block_components):
+        arg = f"b{bi}_{name}"
+        args.append(arg)
+        for j, c in enumerate(comps):
+            rename[c] = sp.Symbol(f"c{bi}_{j}")
+            lines_unpack.append(f"    c{bi}_{j} = {arg}[..., {j}]")
+    for i, p in enumerate(parameter_order):
+        rename[p] = sp.Symbol(f"p{i}")
+    printer = _Printer({"fully_qualified_modules": True, "allow_unknown_functions": False})
+
+    def show(e: sp.Expr) -> str:
+        e = sp.sympify(e)
+        unknown = e.free_symbols - set(rename)
+        if unknown:
+            raise ValueError(f"symbol(s) {sorted(map(str, unknown))} are not declared")
+        return printer.doprint(e.xreplace(rename))
+
+    params = [f"p{i}" for i in range(len(parameter_order))]
+    lines = [f"def _f({', '.join([*args, 't_', *params])}):"]
+    lines.append(f"    ref_ = {args[0]}[..., 0]")
+    for arg in ["t_", *params]:
+        lines.append(f"    {arg} = numpy.row({arg})")
+    lines += lines_unpack
+    outs = []
+    for out in outputs:
+        if isinstance(out, (list, tuple, sp.MatrixBase)):
+            outs.append(f"numpy.stack([{', '.join(show(e) for e in out)}], ref_)")
+        else:
+            outs.append(f"numpy.like({show(out)}, ref_)")
+    lines.append(f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})")
+    source = "\n".join(lines) + "\n"
+    ns: dict[str, Any] = {"numpy": namespace(backend), "functools": functools}
+    exec(compile(source, f"<odeopt-generated-{next(_counter)}>", "exec"), ns)  # noqa: S102
+    fn = ns["_f"]
+    fn.source = source
+    return fn

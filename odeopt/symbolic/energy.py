@@ -1,0 +1,285 @@
+"""The symbolic energy balance of a port-Hamiltonian system, with a verdict.
+
+For ẋ = (J − R)∇H + Gu, y = Gᵀ∇H and auxiliary blocks ṡ = f(…):
+
+    dH/dt = Σᵢ [∇Hᵢᵀ ẋᵢ + ∂H/∂sᵢ ṡᵢ] + ∂H/∂t
+          = −Σᵢ ∇HᵢᵀR∇Hᵢ + Σᵢ yᵢᵀuᵢ + Σᵢ ∂H/∂sᵢ ṡᵢ + ∂H/∂t     (∇HᵀJ∇H = 0, J skew).
+
+Per-coordinate sums are rewritten as globals: Σᵢ c·φ(xᵢ) = c·Σᵢ φ(xᵢ) for coordinate-free c,
+so heavy ball's balance reads −(γ/m²)|p|².
+
+Verdicts:
+* ``"conservative"``: dH/dt ≡ 0;
+* ``"dissipative"``: dH/dt − yᵀu ≤ 0 proved, from the sign of the simplified expression under
+  the symbols' assumptions, or from the structure (R ⪰ 0 proved and no ∂H/∂t or auxiliary term);
+* ``"not proved"``: with the reason and the outcome of a numeric search for a counter-example
+  (random states, gradients, losses, times and parameters consistent with their assumptions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import sympy as sp
+
+from .codegen import compile_expressions
+from .language import (
+    Block,
+    Gradient,
+    Reduction,
+    Time,
+    coordinate_derivative,
+    coordinate_symbols,
+    inner,
+    sqnorm,
+    total,
+)
+
+if TYPE_CHECKING:
+    from .system import PortHamiltonian
+
+__all__ = ["EnergyBalance", "energy_balance", "to_globals"]
+
+VERDICTS = ("conservative", "dissipative", "not proved")
+
+
+@dataclass
+class EnergyBalance:
+    """dH/dt of a system, split into its port-Hamiltonian parts, and the verdict.
+
+    ``rate`` = dH/dt; ``dissipation`` = −Σ∇HᵀR∇H; ``supply`` = Σyᵀu;
+    ``auxiliary`` = Σ ∂H/∂s·ṡ over auxiliary blocks; ``time_derivative`` = ∂H/∂t.
+    ``nonincreasing`` says whether dH/dt ≤ 0 was proved (True), refuted numerically (False) or
+    neither (None).
+    """
+
+    system: str
+    hamiltonian: sp.Expr
+    rate: sp.Expr
+    dissipation: sp.Expr
+    supply: sp.Expr
+    auxiliary: sp.Expr
+    time_derivative: sp.Expr
+    verdict: str
+    reason: str
+    nonincreasing: bool | None = None
+    counterexample: dict[str, Any] | None = None
+    samples_checked: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        lines = [f"dH/dt = {self.rate}"]
+        parts = [f"-∇HᵀR∇H = {self.dissipation}", f"yᵀu = {self.supply}"]
+        if self.auxiliary != 0:
+            parts.append(f"auxiliary = {self.auxiliary}")
+        if self.time_derivative != 0:
+            parts.append(f"∂H/∂t = {self.time_derivative}")
+        lines.append("  " + ";  ".join(parts))
+        lines.append(f"verdict: {self.verdict} ({self.reason})")
+        return "\n".join(lines)
+
+    def _repr_latex_(self) -> str:
+        rows = [
+            rf"\frac{{dH}}{{dt}} &= {sp.latex(self.rate)}",
+            rf"-\nabla H^\top R \nabla H &= {sp.latex(self.dissipation)}",
+            rf"y^\top u &= {sp.latex(self.supply)}",
+        ]
+        if self.time_derivative != 0:
+            rows.append(rf"\partial H/\partial t &= {sp.latex(self.time_derivative)}")
+        if self.auxiliary != 0:
+            rows.append(rf"\text{{auxiliary}} &= {sp.latex(self.auxiliary)}")
+        rows.append(rf"&\text{{{self.verdict}}}")
+        return r"$\begin{aligned}" + r"\\".join(rows) + r"\end{aligned}$"
+
+
+def _canonical_reduction(phi: sp.Expr) -> Reduction:
+    if phi.is_Pow and phi.exp == 2 and isinstance(phi.base, (Block, Gradient)):
+        return sqnorm(phi.base)
+    if phi.is_Mul and len(phi.args) == 2 and all(isinstance(a, (Block, Gradient)) for a in phi.args):
+        return inner(*phi.args)
+    return total(phi)
+
+
+def to_globals(summand: sp.Expr) -> sp.Expr:
+    """Σᵢ summand as an expression of globals: Σᵢ Σₖ cₖ·φₖ(xᵢ) = Σₖ cₖ·Σᵢ φₖ(xᵢ).
+
+    Each cₖ is coordinate-free (parameters, loss, reductions, time) and is simplified.
+    A coordinate-free term c contributes n·c, with n the dimension (symbol ``n``).
+    """
+    summand = sp.expand(sp.sympify(summand))
+    if summand == 0:
+        return sp.Integer(0)
+    coords = sorted(coordinate_symbols(summand), key=lambda s: s.name)
+    groups: dict[sp.Expr, sp.Expr] = {}
+    for term in sp.Add.make_args(summand):
+        c, phi = term.as_independent(*coords, as_Add=False) if coords else (term, sp.Integer(1))
+        groups[phi] = groups.get(phi, sp.Integer(0)) + c
+    n = sp.Symbol("n", positive=True, integer=True)
+    out = sp.Integer(0)
+    for phi, c in groups.items():
+        c = sp.simplify(c)
+        if c == 0:
+            continue
+        out += c * (n if phi == 1 else _canonical_reduction(phi))
+    return out
+
+
+def _sample_symbol(sym: sp.Symbol, rng: np.random.Generator, size: int) -> np.ndarray:
+    a = sym.assumptions0
+    scale = np.exp(rng.uniform(-3, 3, size))
+    if a.get("positive"):
+        return scale
+    if a.get("nonnegative"):
+        return scale * (rng.random(size) > 0.1)
+    if a.get("negative"):
+        return -scale
+    if a.get("nonpositive"):
+        return -scale * (rng.random(size) > 0.1)
+    return scale * rng.standard_normal(size)
+
+
+def numeric_search(
+    system: PortHamiltonian,
+    per_coordinate: sp.Expr,
+    scalar: sp.Expr,
+    samples: int,
+    seed: int,
+    n: int = 5,
+) -> tuple[int, dict[str, Any] | None]:
+    """Search for a state where Σᵢ per_coordinate + scalar > 0 (beyond round-off).
+
+    Blocks and the gradient are drawn coordinate-wise at random scales, the loss and time at
+    random, parameters from their assumptions (half of the samples at the defaults).
+    Returns (number of valid samples, the worst counter-example or None).
+    """
+    rng = np.random.default_rng(seed)
+    params = [p.symbol for p in system.parameters]
+    per_coordinate = sp.expand(per_coordinate)
+    magnitude_c = sp.Add(*[sp.Abs(a) for a in sp.Add.make_args(per_coordinate)])
+    magnitude_s = sp.Add(*[sp.Abs(a) for a in sp.Add.make_args(sp.expand(scalar))])
+    f = compile_expressions(
+        [per_coordinate, magnitude_c], [scalar, magnitude_s], system.all_blocks, params,
+        backend="numpy",
+    )
+    state = {
+        b.name: rng.standard_normal((samples, n)) * np.exp(rng.uniform(-3, 3, (samples, 1)))
+        for b in system.all_blocks
+    }
+    g = rng.standard_normal((samples, n)) * np.exp(rng.uniform(-3, 3, (samples, 1)))
+    F = rng.standard_normal(samples) * np.exp(rng.uniform(-3, 3, samples))
+    tt = rng.uniform(0, 10, samples)
+    values: dict[str, np.ndarray] = {}
+    for p in system.parameters:
+        v = _sample_symbol(p.symbol, rng, samples)
+        if p.default is not None:
+            v[: samples // 2] = float(p.default)
+        values[p.symbol.name] = v
+    with np.errstate(all="ignore"):
+        coord, coord_mag, glob, glob_mag = f(state, F, g, tt, **values)
+        val = coord.sum(axis=-1) + glob
+        mag = coord_mag.sum(axis=-1) + glob_mag  # size of the terms, for round-off
+    valid = np.isfinite(val) & np.isfinite(mag)
+    bad = valid & (val > 1e-9 * (1.0 + mag))
+    if not bad.any():
+        return int(valid.sum()), None
+    i = int(np.argmax(np.where(bad, val, -np.inf)))
+    example: dict[str, Any] = {"value": float(val[i])}
+    example.update({name: arr[i].tolist() for name, arr in state.items()})
+    example["g"] = g[i].tolist()
+    example["F"] = float(F[i])
+    example["t"] = float(tt[i])
+    example.update({k: float(v[i]) for k, v in values.items()})
+    return int(valid.sum()), example
+
+
+def decide(
+    rate: sp.Expr,
+    supply: sp.Expr,
+    structural: tuple[bool, str],
+    search: Callable[[], tuple[int, dict[str, Any] | None]],
+) -> tuple[str, str, bool | None, dict[str, Any] | None, int]:
+    """The verdict from dH/dt, yᵀu, a structural argument and a numeric search."""
+    if rate == 0:
+        return "conservative", "dH/dt simplifies to 0", True, None, 0
+    excess = sp.simplify(rate - supply)
+    nonincreasing = True if rate.is_nonpositive else None
+    if excess == 0:
+        return "dissipative", "dH/dt = yᵀu exactly (lossless)", nonincreasing, None, 0
+    if excess.is_nonpositive:
+        return (
+            "dissipative",
+            "dH/dt − yᵀu ≤ 0 follows from the symbols' assumptions",
+            nonincreasing,
+            None,
+            0,
+        )
+    ok, why = structural
+    if ok:
+        return "dissipative", why, nonincreasing, None, 0
+    checked, example = search()
+    if example is None:
+        reason = (
+            f"{why}; the sign of dH/dt − yᵀu = {excess} could not be decided symbolically; "
+            f"a numeric search found no counter-example in {checked} samples"
+        )
+    else:
+        reason = (
+            f"{why}; a numeric search found dH/dt − yᵀu = {example['value']:.3g} > 0 "
+            f"(counter-example in .counterexample)"
+        )
+        nonincreasing = False if example["value"] > 0 and supply == 0 else nonincreasing
+    return "not proved", reason, nonincreasing, example, checked
+
+
+def energy_balance(system: PortHamiltonian, samples: int = 2000, seed: int = 0) -> EnergyBalance:
+    """dH/dt = −∇HᵀR∇H + yᵀu + Σ∂H/∂s·ṡ + ∂H/∂t for a :class:`PortHamiltonian`."""
+    H = system.hamiltonian
+    grad = system.grad_hamiltonian
+    rhs = sp.Matrix([system.vector_field[b] for b in system.blocks])
+    diss_c = -(grad.T * system.R * grad)[0, 0]
+    supply_c = (system.y.T * system.u)[0, 0] if system.u.shape[0] else sp.Integer(0)
+    aux_c = sp.Integer(0)
+    for s, rate_s in system.aux.items():
+        aux_c += coordinate_derivative(H, s) * rate_s
+    total_c = (grad.T * rhs)[0, 0] + aux_c
+    times = [s for s in H.free_symbols if isinstance(s, Time)]
+    dHdt_explicit = sp.simplify(sum((sp.diff(H, s) for s in times), sp.Integer(0)))
+
+    rate = sp.simplify(to_globals(total_c) + dHdt_explicit)
+    dissipation = to_globals(diss_c)
+    supply = to_globals(supply_c)
+    auxiliary = to_globals(aux_c)
+
+    if system.r_psd and aux_c == 0 and dHdt_explicit == 0:
+        structural = (True, "−∇HᵀR∇H ≤ 0 because R is positive semidefinite (" +
+                      system.r_psd_reason + ")")
+    elif system.r_psd is None:
+        structural = (False, f"R could not be shown positive semidefinite: {system.r_psd_reason}")
+    elif aux_c != 0 or dHdt_explicit != 0:
+        structural = (False, "H changes through auxiliary blocks or explicitly with time")
+    else:
+        structural = (False, "R is not positive semidefinite")
+
+    def search() -> tuple[int, dict[str, Any] | None]:
+        return numeric_search(
+            system, sp.expand(total_c - supply_c), dHdt_explicit, samples, seed
+        )
+
+    verdict, reason, nonincreasing, example, checked = decide(rate, supply, structural, search)
+    return EnergyBalance(
+        system=system.name,
+        hamiltonian=H,
+        rate=rate,
+        dissipation=dissipation,
+        supply=supply,
+        auxiliary=auxiliary,
+        time_derivative=dHdt_explicit,
+        verdict=verdict,
+        reason=reason,
+        nonincreasing=nonincreasing,
+        counterexample=example,
+        samples_checked=checked,
+    )

@@ -1,0 +1,239 @@
+"""The symbols of odeopt's language.
+
+An optimizer acts on θ ∈ Rⁿ with n unknown, coordinate by coordinate, coupled only through a
+few global scalars. So the language has two kinds of symbols:
+
+* **coordinate symbols** stand for *one* coordinate i of an n-dimensional quantity:
+  a :class:`Block` (state variable θᵢ, pᵢ, sᵢ, …) or the :class:`Gradient` gᵢ = ∂F/∂θᵢ;
+* **global symbols** are scalars shared by all coordinates: the :class:`Loss` F(θ), a
+  :class:`Reduction` Σᵢ φ(xᵢ) (|p|² = Σᵢ pᵢ², ⟨a, b⟩ = Σᵢ aᵢbᵢ, …), the time :data:`t`, and
+  named parameters (plain sympy symbols with assumptions, see :func:`parameters`).
+
+Derivatives of globals with respect to a coordinate follow from their definitions:
+∂F/∂θᵢ = gᵢ and ∂/∂xᵢ Σⱼ φ(xⱼ) = φ'(xᵢ); :func:`coordinate_derivative` implements this
+chain rule, which is what lets H = √(V(V + |π|²)) differentiate exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import sympy as sp
+
+__all__ = [
+    "Block",
+    "Gradient",
+    "Loss",
+    "Reduction",
+    "Time",
+    "blocks",
+    "coordinate_derivative",
+    "coordinate_symbols",
+    "global_symbols",
+    "inner",
+    "is_coordinate_free",
+    "loss",
+    "parameters",
+    "sqnorm",
+    "t",
+    "total",
+]
+
+
+class Block(sp.Symbol):
+    """An n-dimensional state variable; the symbol stands for its coordinate i (real)."""
+
+    def __new__(cls, name: str) -> Block:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise TypeError(f"a block name must be a Python identifier, got {name!r}")
+        return super().__new__(cls, name, real=True)
+
+
+class Gradient(sp.Symbol):
+    """gᵢ = ∂F/∂θᵢ, the gradient of the loss with respect to block θ, coordinate i."""
+
+    block: Block
+
+    def __new__(cls, block: Block, name: str = "g") -> Gradient:
+        obj = sp.Symbol.__xnew__(cls, name, real=True)
+        obj.block = block
+        return obj
+
+    def __getnewargs_ex__(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        return (self.block, self.name), {}
+
+    def _hashable_content(self) -> tuple[Any, ...]:
+        return super()._hashable_content() + (self.block,)
+
+
+class Loss(sp.Symbol):
+    """F(θ), the objective, a global scalar; ∂F/∂θᵢ = gᵢ (:attr:`grad`)."""
+
+    block: Block
+    grad: Gradient
+
+    def __new__(cls, block: Block, name: str = "F", grad_name: str = "g") -> Loss:
+        if not isinstance(block, Block):
+            raise TypeError(f"loss() takes the Block it depends on, got {block!r}")
+        obj = sp.Symbol.__xnew__(cls, name, real=True)
+        obj.block = block
+        obj.grad = Gradient(block, grad_name)
+        return obj
+
+    def __getnewargs_ex__(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        return (self.block, self.name, self.grad.name), {}
+
+    def _hashable_content(self) -> tuple[Any, ...]:
+        return super()._hashable_content() + (self.block, self.grad.name)
+
+
+class Time(sp.Symbol):
+    """The time t, a global scalar."""
+
+    def __new__(cls, name: str = "t") -> Time:
+        return super().__new__(cls, name, real=True, nonnegative=True)
+
+
+t = Time()
+
+
+def _coordinate_atoms(expr: sp.Basic) -> set[sp.Symbol]:
+    return {s for s in expr.free_symbols if isinstance(s, (Block, Gradient))}
+
+
+class Reduction(sp.Symbol):
+    """A global scalar Σᵢ φ(xᵢ): the sum over coordinates of a per-coordinate summand φ.
+
+    φ is an expression of coordinate symbols (blocks, the gradient) and of coordinate-free
+    symbols (parameters, the loss, time). The reduction is declared nonnegative when φ is.
+    """
+
+    summand: sp.Expr
+
+    def __new__(cls, summand: Any, name: str | None = None) -> Reduction:
+        summand = sp.sympify(summand)
+        if not _coordinate_atoms(summand):
+            raise TypeError(
+                f"a reduction sums a per-coordinate expression, but {summand} contains no "
+                "block or gradient symbol"
+            )
+        if any(isinstance(s, Reduction) for s in summand.free_symbols):
+            raise TypeError(f"a reduction's summand may not contain another reduction: {summand}")
+        name = name or f"Σ({summand})"
+        assumptions: dict[str, bool] = {"real": True}
+        if summand.is_nonnegative:
+            assumptions["nonnegative"] = True
+        obj = sp.Symbol.__xnew__(cls, name, **assumptions)
+        obj.summand = summand
+        return obj
+
+    def __getnewargs_ex__(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        return (self.summand, self.name), {}
+
+    def _hashable_content(self) -> tuple[Any, ...]:
+        return super()._hashable_content() + (self.summand,)
+
+    def _latex(self, printer: Any) -> str:
+        s = self.summand
+        if s.is_Pow and s.exp == 2 and isinstance(s.base, (Block, Gradient)):
+            return rf"\left\|{printer._print(s.base)}\right\|^{{2}}"
+        if s.is_Mul and len(s.args) == 2 and all(isinstance(a, (Block, Gradient)) for a in s.args):
+            a, b = s.args
+            return rf"\left\langle {printer._print(a)}, {printer._print(b)}\right\rangle"
+        return rf"\sum_i \left({printer._print(s)}\right)_i"
+
+    @property
+    def depends_on_gradient(self) -> bool:
+        return any(isinstance(s, Gradient) for s in self.summand.free_symbols)
+
+
+def blocks(names: str) -> tuple[Block, ...] | Block:
+    """``theta, p = blocks("theta p")``: n-dimensional state variables (one coordinate each)."""
+    made = tuple(Block(n) for n in names.replace(",", " ").split())
+    return made[0] if len(made) == 1 else made
+
+
+def parameters(names: str, **assumptions: bool) -> tuple[sp.Symbol, ...] | sp.Symbol:
+    """``m, gamma = parameters("m gamma", positive=True)``: named scalars with assumptions.
+
+    Parameters are real by default; pass ``positive=True`` (or ``nonnegative=True``) where
+    physical, so that validation and the energy verdict can use the sign.
+    """
+    assumptions.setdefault("real", True)
+    made = sp.symbols(names, **assumptions)
+    return made
+
+
+def loss(block: Block, name: str = "F", grad_name: str = "g") -> Loss:
+    """``F = loss(theta)``: the objective F(θ) as a global; ``F.grad`` is gᵢ = ∂F/∂θᵢ."""
+    return Loss(block, name, grad_name)
+
+
+def sqnorm(x: sp.Expr) -> Reduction:
+    """|x|² = Σᵢ xᵢ²."""
+    x = sp.sympify(x)
+    name = f"|{x}|^2" if isinstance(x, (Block, Gradient)) else None
+    return Reduction(x**2, name)
+
+
+def inner(a: sp.Expr, b: sp.Expr) -> Reduction:
+    """⟨a, b⟩ = Σᵢ aᵢbᵢ."""
+    a, b = sp.sympify(a), sp.sympify(b)
+    if isinstance(a, (Block, Gradient)) and isinstance(b, (Block, Gradient)):
+        a, b = sorted((a, b), key=lambda s: s.name)
+        return Reduction(a * b, f"<{a},{b}>")
+    return Reduction(a * b)
+
+
+def total(summand: sp.Expr) -> Reduction:
+    """Σᵢ φᵢ for a per-coordinate expression φ."""
+    return Reduction(summand)
+
+
+def coordinate_symbols(expr: sp.Basic) -> set[sp.Symbol]:
+    """The coordinate symbols (blocks, gradients) that occur in ``expr`` outside reductions."""
+    return _coordinate_atoms(expr)
+
+
+def global_symbols(expr: sp.Basic) -> set[sp.Symbol]:
+    """The global symbols (loss, reductions, time) in ``expr``."""
+    return {s for s in expr.free_symbols if isinstance(s, (Loss, Reduction, Time))}
+
+
+def is_coordinate_free(expr: sp.Basic) -> bool:
+    return not _coordinate_atoms(expr)
+
+
+def coordinate_derivative(expr: sp.Expr, x: Block) -> sp.Expr:
+    """∂expr/∂xᵢ for a block x, by the chain rule through the globals.
+
+    For a global-only expression E(F, R₁, R₂, …, xᵢ):
+        ∂E/∂xᵢ = ∂E/∂xᵢ|explicit + ∂E/∂F · ∂F/∂xᵢ + Σₖ ∂E/∂Rₖ · ∂φₖ/∂x (xᵢ),
+    with ∂F/∂θᵢ = gᵢ (and 0 for other blocks). A reduction whose summand contains the gradient
+    would need the Hessian; that is refused with a TypeError.
+    """
+    result = sp.diff(expr, x)
+    for s in global_symbols(expr):
+        if isinstance(s, Loss):
+            if s.block == x:
+                result += sp.diff(expr, s) * s.grad
+        elif isinstance(s, Reduction):
+            inner_d = sp.diff(s.summand, x)
+            if inner_d != 0:
+                result += sp.diff(expr, s) * inner_d
+            if s.depends_on_gradient and x in {
+                sym.block for sym in s.summand.free_symbols if isinstance(sym, Gradient)
+            }:
+                raise TypeError(
+                    f"the derivative of {s} with respect to {x} needs the Hessian of the loss "
+                    "(the reduction contains the gradient); odeopt does not support that in H"
+                )
+    return result
+
+
+def _iter_symbols(items: Iterable[sp.Basic]) -> set[sp.Symbol]:
+    out: set[sp.Symbol] = set()
+    for e in items:
+        out |= sp.sympify(e).free_symbols
+    return out

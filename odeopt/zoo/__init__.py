@@ -1,0 +1,32 @@
+"""The zoo: one short declarative definition per optimizer.
+
+``odeopt.zoo.names()`` lists them; ``odeopt.zoo.get(name, **params)`` builds one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..symbolic import PortHamiltonian
+from .classic import gradient_flow, heavy_ball
+from .ecd import bbi
+
+__all__ = ["REGISTRY", "bbi", "get", "gradient_flow", "heavy_ball", "names"]
+
+REGISTRY: dict[str, Callable[..., PortHamiltonian]] = {
+    "gradient_flow": gradient_flow,
+    "heavy_ball": heavy_ball,
+    "bbi": bbi,
+}
+
+
+def names() -> list[str]:
+    return list(REGISTRY)
+
+
+def get(name: str, **params: Any) -> PortHamiltonian:
+    """Build the zoo system ``name`` with parameter values ``params``."""
+    if name not in REGISTRY:
+        raise KeyError(f"no zoo system {name!r}; known: {', '.join(REGISTRY)}")
+    return REGISTRY[name](**params)
