@@ -98,7 +98,11 @@ class EnergyBalance:
 def _canonical_reduction(phi: sp.Expr) -> Reduction:
     if phi.is_Pow and phi.exp == 2 and isinstance(phi.base, (Block, Gradient)):
         return sqnorm(phi.base)
-    if phi.is_Mul and len(phi.args) == 2 and all(isinstance(a, (Block, Gradient)) for a in phi.args):
+    if (
+        phi.is_Mul
+        and len(phi.args) == 2
+        and all(isinstance(a, (Block, Gradient)) for a in phi.args)
+    ):
         return inner(*phi.args)
     return total(phi)
 
@@ -161,7 +165,10 @@ def numeric_search(
     magnitude_c = sp.Add(*[sp.Abs(a) for a in sp.Add.make_args(per_coordinate)])
     magnitude_s = sp.Add(*[sp.Abs(a) for a in sp.Add.make_args(sp.expand(scalar))])
     f = compile_expressions(
-        [per_coordinate, magnitude_c], [scalar, magnitude_s], system.all_blocks, params,
+        [per_coordinate, magnitude_c],
+        [scalar, magnitude_s],
+        system.all_blocks,
+        params,
         backend="numpy",
     )
     state = {
@@ -254,8 +261,10 @@ def energy_balance(system: PortHamiltonian, samples: int = 2000, seed: int = 0) 
     auxiliary = to_globals(aux_c)
 
     if system.r_psd and aux_c == 0 and dHdt_explicit == 0:
-        structural = (True, "−∇HᵀR∇H ≤ 0 because R is positive semidefinite (" +
-                      system.r_psd_reason + ")")
+        structural = (
+            True,
+            "−∇HᵀR∇H ≤ 0 because R is positive semidefinite (" + system.r_psd_reason + ")",
+        )
     elif system.r_psd is None:
         structural = (False, f"R could not be shown positive semidefinite: {system.r_psd_reason}")
     elif aux_c != 0 or dHdt_explicit != 0:
@@ -264,9 +273,7 @@ def energy_balance(system: PortHamiltonian, samples: int = 2000, seed: int = 0) 
         structural = (False, "R is not positive semidefinite")
 
     def search() -> tuple[int, dict[str, Any] | None]:
-        return numeric_search(
-            system, sp.expand(total_c - supply_c), dHdt_explicit, samples, seed
-        )
+        return numeric_search(system, sp.expand(total_c - supply_c), dHdt_explicit, samples, seed)
 
     verdict, reason, nonincreasing, example, checked = decide(rate, supply, structural, search)
     return EnergyBalance(

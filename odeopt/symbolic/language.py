@@ -41,7 +41,21 @@ __all__ = [
 ]
 
 
-class Block(sp.Symbol):
+class _Named(sp.Symbol):
+    """A Symbol printed as a plain symbol (sympy's printers dispatch on the class name, and
+    names such as ``Gradient`` collide with sympy.vector's)."""
+
+    def _latex(self, printer: Any) -> str:
+        return printer._print_Symbol(self)
+
+    def _pretty(self, printer: Any) -> Any:
+        return printer._print_Symbol(self)
+
+    def _sympystr(self, printer: Any) -> str:
+        return self.name
+
+
+class Block(_Named):
     """An n-dimensional state variable; the symbol stands for its coordinate i (real)."""
 
     def __new__(cls, name: str) -> Block:
@@ -50,7 +64,7 @@ class Block(sp.Symbol):
         return super().__new__(cls, name, real=True)
 
 
-class Gradient(sp.Symbol):
+class Gradient(_Named):
     """gᵢ = ∂F/∂θᵢ, the gradient of the loss with respect to block θ, coordinate i."""
 
     block: Block
@@ -67,7 +81,7 @@ class Gradient(sp.Symbol):
         return super()._hashable_content() + (self.block,)
 
 
-class Loss(sp.Symbol):
+class Loss(_Named):
     """F(θ), the objective, a global scalar; ∂F/∂θᵢ = gᵢ (:attr:`grad`)."""
 
     block: Block
@@ -88,7 +102,7 @@ class Loss(sp.Symbol):
         return super()._hashable_content() + (self.block, self.grad.name)
 
 
-class Time(sp.Symbol):
+class Time(_Named):
     """The time t, a global scalar."""
 
     def __new__(cls, name: str = "t") -> Time:
@@ -102,7 +116,7 @@ def _coordinate_atoms(expr: sp.Basic) -> set[sp.Symbol]:
     return {s for s in expr.free_symbols if isinstance(s, (Block, Gradient))}
 
 
-class Reduction(sp.Symbol):
+class Reduction(_Named):
     """A global scalar Σᵢ φ(xᵢ): the sum over coordinates of a per-coordinate summand φ.
 
     φ is an expression of coordinate symbols (blocks, the gradient) and of coordinate-free

@@ -277,7 +277,7 @@ class PortHamiltonian:
             yield f"G[{i},{j}]", self.G[i, j]
         for i in range(self.u.shape[0] if hasattr(self, "u") else 0):
             yield f"u[{i}]", self.u[i]
-        for b, e in (self.aux.items() if hasattr(self, "aux") else ()):
+        for b, e in self.aux.items() if hasattr(self, "aux") else ():
             yield f"aux[{b.name}]", e
 
     def _find_loss(self) -> Loss | None:
@@ -288,7 +288,9 @@ class PortHamiltonian:
             raise StructureError(f"a system has one loss; found {sorted(map(str, losses))}")
         loss = next(iter(losses), None)
         if loss is not None and loss.block not in self.blocks:
-            raise StructureError(f"the loss {loss} depends on block {loss.block}, not an energy block")
+            raise StructureError(
+                f"the loss {loss} depends on block {loss.block}, not an energy block"
+            )
         return loss
 
     def _check_symbols(self) -> None:
@@ -349,9 +351,7 @@ class PortHamiltonian:
                 sub = R.extract(list(rows), list(rows))
                 minor = sp.simplify(sub[0, 0] if size == 1 else sub.det())
                 label = (
-                    f"R[{rows[0]},{rows[0]}]"
-                    if size == 1
-                    else f"det R[{list(rows)}, {list(rows)}]"
+                    f"R[{rows[0]},{rows[0]}]" if size == 1 else f"det R[{list(rows)}, {list(rows)}]"
                 )
                 shown = f"{float(minor):g}" if minor.is_Number else str(minor)
                 if minor.is_negative or minor.is_nonnegative is False:
@@ -463,7 +463,8 @@ class PortHamiltonian:
             lines.append(
                 "  parameters: "
                 + ", ".join(
-                    f"{p.name}" + (f" ({p.symbol})" if p.name != p.symbol.name else "")
+                    f"{p.name}"
+                    + (f" ({p.symbol})" if p.name != p.symbol.name else "")
                     + (f" = {p.default}" if p.default is not None else "")
                     for p in self.parameters
                 )

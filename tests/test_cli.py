@@ -1,0 +1,54 @@
+"""The odeopt command line."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from odeopt.cli import main
+
+
+def test_list(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("gradient_flow", "heavy_ball", "bbi"):
+        assert name in out
+
+
+def test_show_heavy_ball(capsys):
+    assert main(["show", "heavy_ball"]) == 0
+    out = capsys.readouterr().out
+    assert "dp/dt = -p*gamma/m - g" in out
+    assert "dH/dt = -|p|^2*gamma/m**2" in out
+    assert "verdict: dissipative" in out
+
+
+def test_show_bbi_conservative(capsys):
+    assert main(["show", "bbi", "--param", "delta_v=-1"]) == 0
+    assert "verdict: conservative" in capsys.readouterr().out
+
+
+def test_show_errors(capsys):
+    assert main(["show", "nope"]) == 2
+    assert "no zoo system 'nope'" in capsys.readouterr().err
+    assert main(["show", "heavy_ball", "--param", "friction=-1"]) == 2
+    assert "R is not positive semidefinite" in capsys.readouterr().err
+
+
+def test_console_script_show():
+    exe = shutil.which("odeopt") or str(Path(sys.executable).with_name("odeopt"))
+    proc = subprocess.run([exe, "show", "heavy_ball"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "verdict: dissipative" in proc.stdout
+
+
+def test_tour_writes_report(tmp_path, capsys):
+    assert main(["tour", "--out", str(tmp_path / "t")]) == 0
+    report = (tmp_path / "t" / "report.md").read_text()
+    png = tmp_path / "t" / "phase_portraits.png"
+    assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
+    for name in ("gradient_flow", "heavy_ball", "bbi"):
+        assert f"## {name}" in report
+    assert "verdict: conservative" in report
+    out = capsys.readouterr().out
+    assert "report written to" in out
