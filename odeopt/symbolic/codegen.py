@@ -131,6 +131,12 @@ class _Printer(NumPyPrinter):
     def _print_Symbol(self, expr: sp.Symbol) -> str:  # names are made safe before printing
         return expr.name
 
+    def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
+        if expr.exp == 2:  # x*x is cheaper than a general power in numpy and torch
+            base = self.parenthesize(expr.base, sp.printing.precedence.PRECEDENCE["Mul"])
+            return f"{base}*{base}"
+        return super()._print_Pow(expr, rational=rational)
+
 
 class Compiled:
     """A batched function of (blocks, F, g, t, parameters) built from sympy expressions.
@@ -257,11 +263,18 @@ def compile_expressions(
         lines.append(f"    p{i} = numpy.column(p{i})  # {p}")
     for r in reductions:
         lines.append(f"    {rename[r].name} = numpy.rsum({show(r.summand)})  # {r.name}")
+    # common subexpressions once (BBI's E = √(V(V + |π|²)) appears in both blocks)
+    shared, reduced = sp.cse(
+        [sp.sympify(e).xreplace(rename) for e in (*coordinate_exprs, *scalar_exprs)],
+        symbols=(sp.Symbol(f"x{i}_") for i in itertools.count()),
+    )
+    for sym, e in shared:
+        lines.append(f"    {sym.name} = {printer.doprint(e)}")
     outs = []
-    for e in coordinate_exprs:
-        outs.append(f"numpy.like({show(e)}, ref_)")
-    for e in scalar_exprs:
-        outs.append(f"numpy.like({show(e)}, ref_[..., :1])[..., 0]")
+    for e in reduced[: len(coordinate_exprs)]:
+        outs.append(f"numpy.like({printer.doprint(e)}, ref_)")
+    for e in reduced[len(coordinate_exprs) :]:
+        outs.append(f"numpy.like({printer.doprint(e)}, ref_[..., :1])[..., 0]")
     lines.append(f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})")
     source = "\n".join(lines) + "\n"
     ns: dict[str, Any] = {"numpy": namespace(backend), "functools": functools}
