@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import odeopt as oo
+from odeopt.symbolic.system import compiled_expression
 
 finite = st.floats(-10, 10, allow_nan=False, width=64)
 
@@ -125,3 +126,81 @@ def test_explicit_compiled_matches_n_dimensional():
     close(ex.compile("numpy").loss({"theta": theta, "p": p}), F)
     at = ex.compile("torch").field({"theta": torch.from_numpy(theta), "p": torch.from_numpy(p)})
     close(at["p"].numpy(), b["p"])
+
+
+def test_squares_in_denominators_compile_correctly():
+    """θ' = p/m² (H = F + |p|²/(2m²)) and the heavy-ball rate −γ|p|²/m² at m ≠ 1."""
+    theta, p = oo.blocks("theta p")
+    m = oo.parameters("m", positive=True)
+    F = oo.loss(theta)
+    s = oo.PortHamiltonian(
+        F + oo.sqnorm(p) / (2 * m**2), [theta, p], J=[[0, 1], [-1, 0]], parameters={m: 3.0}
+    )
+    P = np.array([[1.0, -2.0]])
+    out = s.compile("numpy").field({"theta": P, "p": P}, np.zeros(1), P)
+    close(out["theta"], P / 9.0)
+    hb = oo.zoo.heavy_ball(mass=2.0, friction=1.0)
+    rate = compiled_expression(hb, [], [hb.energy_balance().rate])
+    (r,) = rate({"theta": P, "p": P}, np.zeros(1), P, 0.0, m=2.0, gamma=1.0)
+    close(r, [-1.0 / 4.0 * 5.0])
+
+
+def function_zoo_system():
+    """A system whose entries use Piecewise, Max, sign, exp(−t), sqrt of a parameter."""
+    theta, p = oo.blocks("theta p")
+    a = oo.parameters("a", positive=True)
+    F = oo.loss(theta)
+    damping = (
+        sp.Piecewise((2, sp.Eq(p, theta)), (1, True))
+        + sp.Max(p, 0) ** 2
+        + sp.sign(theta) ** 2
+        + sp.exp(-oo.t) * sp.sqrt(a)
+    )
+    return oo.PortHamiltonian(
+        F + oo.sqnorm(p) / 2,
+        [theta, p],
+        J=[[0, 1], [-1, 0]],
+        R=[[0, 0], [0, damping]],
+        parameters={a: 4.0},
+    )
+
+
+def test_torch_agrees_with_numpy_on_functions_and_keeps_float32():
+    system = function_zoo_system()
+    theta = np.array([[1.0, -2.0, 0.0], [0.5, 0.5, 3.0]])
+    p = np.array([[1.0, 1.0, -1.0], [0.5, -0.1, 2.0]])
+    g = np.array([[0.1, 0.2, 0.3], [-0.4, 0.5, 0.6]])
+    F = np.array([1.0, 2.0])
+    t = np.array([0.0, 1.5])
+    a = np.array([4.0, 9.0])  # per-trajectory parameter
+    ref_damp = (
+        np.where(p == theta, 2.0, 1.0)
+        + np.maximum(p, 0) ** 2
+        + np.sign(theta) ** 2
+        + np.exp(-t)[:, None] * np.sqrt(a)[:, None]
+    )
+    out = system.compile("numpy").field({"theta": theta, "p": p}, F, g, t, a=a)
+    close(out["p"], -g - ref_damp * p)
+    T = {k: torch.from_numpy(v) for k, v in {"theta": theta, "p": p}.items()}
+    out_t = system.compile("torch").field(T, torch.from_numpy(F), torch.from_numpy(g), t, a=a)
+    close(out_t["p"].numpy(), -g - ref_damp * p)
+    # float32 in, float32 out, for both backends, with float64 parameters and time
+    T32 = {k: v.float() for k, v in T.items()}
+    out32 = system.compile("torch").field(T32, torch.from_numpy(F), torch.from_numpy(g).float())
+    assert {v.dtype for v in out32.values()} == {torch.float32}
+    s32 = {k: v.astype(np.float32) for k, v in {"theta": theta, "p": p}.items()}
+    out32n = system.compile("numpy").field(s32, F, g.astype(np.float32), 0.0, a=4.0)
+    assert {v.dtype for v in out32n.values()} == {np.dtype(np.float32)}
+    # default time 0.0 as a Python float works in torch too
+    system.compile("torch").field(T, torch.from_numpy(F), torch.from_numpy(g))
+
+
+def test_runtime_parameter_values_are_checked():
+    field = oo.zoo.heavy_ball().compile("numpy")
+    s = {"theta": np.zeros((2, 2)), "p": np.zeros((2, 2))}
+    with pytest.raises(ValueError, match=r"parameter 'friction' \(gamma\) is declared nonnegative"):
+        field.field(s, np.zeros(2), np.zeros((2, 2)), friction=-1.0)
+    with pytest.raises(ValueError, match=r"parameter 'mass' \(m\) is declared positive"):
+        field.field(s, np.zeros(2), np.zeros((2, 2)), mass=np.array([1.0, 0.0]))
+    with pytest.raises(ValueError, match="parameter 'mass' must be finite"):
+        field.field(s, np.zeros(2), np.zeros((2, 2)), mass=np.inf)

@@ -157,3 +157,44 @@ def test_blocks_must_be_blocks(hb):
         make(hb, blocks=[theta, sp.Symbol("p")])
     with pytest.raises(StructureError, match=r"blocks names repeat: \['theta'\]"):
         make(hb, blocks=[theta, theta])
+
+
+def test_non_finite_and_non_real_entries(hb):
+    with pytest.raises(StructureError, match=r"R\[1,1\] = nan is not finite"):
+        make(hb, R=[[0, 0], [0, sp.nan]])
+    with pytest.raises(StructureError, match=r"R\[1,1\] = oo is not finite"):
+        make(hb, R=[[0, 0], [0, sp.oo]])
+    with pytest.raises(StructureError, match=r"R\[1,1\] = I is not real"):
+        make(hb, R=[[0, 0], [0, sp.I]])
+
+
+def test_undeclared_function(hb):
+    theta, p, m, gamma, F, H = hb
+    f = sp.Function("f")
+    with pytest.raises(StructureError, match=r"undeclared function f\(\|p\|\^2\) in H"):
+        make(hb, hamiltonian=F + f(oo.sqnorm(p)))
+    with pytest.raises(StructureError, match=r"undeclared function f\(t\) in R\[1,1\]"):
+        make(hb, R=[[0, 0], [0, f(oo.t)]])
+
+
+def test_non_finite_parameter_values():
+    with pytest.raises(StructureError, match="parameter 'mass' must be finite"):
+        oo.zoo.heavy_ball(mass=float("inf"))
+    with pytest.raises(StructureError, match="parameter 'delta_v' must be finite"):
+        oo.zoo.bbi(delta_v=float("nan"))
+
+
+def test_reserved_parameter_names(hb):
+    theta, p, m, gamma, F, H = hb
+    tt = sp.Symbol("t", positive=True)
+    with pytest.raises(StructureError, match="parameter name 't' is reserved"):
+        make(hb, R=[[0, 0], [0, tt]], parameters={m: 1.0, gamma: 0.5, tt: 1.0})
+
+
+def test_reduction_refuses_loss_and_time():
+    theta, p = oo.blocks("theta p")
+    F = oo.loss(theta)
+    with pytest.raises(TypeError, match=r"not the global\(s\) F"):
+        oo.total(F * p**2)
+    with pytest.raises(TypeError, match=r"not the global\(s\) t"):
+        oo.total(sp.exp(oo.t) * p**2)

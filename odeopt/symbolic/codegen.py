@@ -25,7 +25,8 @@ __all__ = ["Compiled", "TorchNamespace", "compile_explicit", "compile_expression
 
 
 class NumpyNamespace:
-    """numpy with the three helpers the generated code calls."""
+    """numpy, with the helpers the generated code calls. Inputs are cast to the dtype of the
+    reference array (the gradient or the first block), so float32 stays float32."""
 
     def __getattr__(self, name: str) -> Any:
         return getattr(np, name)
@@ -35,33 +36,49 @@ class NumpyNamespace:
         return np.sum(x, axis=-1, keepdims=True)
 
     @staticmethod
-    def column(x: Any) -> Any:
-        x = np.asarray(x)
+    def column(x: Any, ref: Any) -> Any:
+        x = np.asarray(x, dtype=ref.dtype)
         return x.reshape(-1, 1) if x.ndim >= 1 else x
 
     @staticmethod
-    def row(x: Any) -> Any:
-        x = np.asarray(x)
+    def row(x: Any, ref: Any) -> Any:
+        x = np.asarray(x, dtype=ref.dtype)
         return x.reshape(-1) if x.ndim >= 1 else x
 
-    @staticmethod
-    def stack(values: Sequence[Any], ref: Any) -> Any:
-        return np.stack([np.broadcast_to(v, ref.shape).astype(ref.dtype) for v in values], -1)
+    def stack(self, values: Sequence[Any], ref: Any) -> Any:
+        return np.stack([self.like(v, ref) for v in values], -1)
 
     @staticmethod
     def like(value: Any, ref: Any) -> Any:
-        if isinstance(value, np.ndarray) and value.shape == ref.shape:
+        if isinstance(value, np.ndarray) and value.shape == ref.shape and value.dtype == ref.dtype:
             return value
         return np.broadcast_to(value, ref.shape).astype(ref.dtype, copy=True)
 
 
+class _Ufunc:
+    """A binary torch function with numpy's ``ufunc.reduce`` over a sequence."""
+
+    def __init__(self, fn: Callable[[Any, Any], Any]) -> None:
+        self._fn = fn
+
+    def __call__(self, a: Any, b: Any) -> Any:
+        return self._fn(a, b)
+
+    def reduce(self, items: Sequence[Any]) -> Any:
+        return functools.reduce(self._fn, items)
+
+
 class TorchNamespace:
-    """The numpy names the generated code uses, mapped to torch."""
+    """The numpy names the generated code uses, mapped to torch (elementwise throughout)."""
 
     def __init__(self) -> None:
         import torch
 
         self._torch = torch
+        self.equal = torch.eq  # numpy.equal is elementwise; torch.equal is not
+        self.not_equal = torch.ne
+        self.logical_and = _Ufunc(torch.logical_and)
+        self.logical_or = _Ufunc(torch.logical_or)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._torch, name)
@@ -69,34 +86,36 @@ class TorchNamespace:
     def rsum(self, x: Any) -> Any:
         return self._torch.sum(x, dim=-1, keepdim=True)
 
-    def column(self, x: Any) -> Any:
-        torch = self._torch
-        if not isinstance(x, torch.Tensor):
-            return x
+    def column(self, x: Any, ref: Any) -> Any:
+        x = self._torch.as_tensor(x, dtype=ref.dtype, device=ref.device)
         return x.reshape(-1, 1) if x.ndim >= 1 else x
+
+    def row(self, x: Any, ref: Any) -> Any:
+        x = self._torch.as_tensor(x, dtype=ref.dtype, device=ref.device)
+        return x.reshape(-1) if x.ndim >= 1 else x
 
     def like(self, value: Any, ref: Any) -> Any:
         torch = self._torch
-        if isinstance(value, torch.Tensor) and value.shape == ref.shape:
-            return value
         if not isinstance(value, torch.Tensor):
             return torch.full_like(ref, float(value))
-        return value.expand(ref.shape).clone()
-
-    def row(self, x: Any) -> Any:
-        torch = self._torch
-        if not isinstance(x, torch.Tensor):
-            return x
-        return x.reshape(-1) if x.ndim >= 1 else x
+        if value.shape == ref.shape and value.dtype == ref.dtype:
+            return value
+        return value.to(ref.dtype).expand(ref.shape).clone()
 
     def stack(self, values: Sequence[Any], ref: Any) -> Any:
         return self._torch.stack([self.like(v, ref) for v in values], dim=-1)
 
     def select(self, conds: Sequence[Any], values: Sequence[Any], default: Any = None) -> Any:
         torch = self._torch
-        out = values[-1]
+        tensors = [v for v in values if isinstance(v, torch.Tensor) and v.is_floating_point()]
+        dtype = tensors[0].dtype if tensors else torch.get_default_dtype()
+
+        def as_t(v: Any) -> Any:
+            return torch.as_tensor(v, dtype=dtype)
+
+        out = as_t(values[-1])
         for c, v in zip(reversed(conds[:-1]), reversed(values[:-1]), strict=True):
-            out = torch.where(torch.as_tensor(c), torch.as_tensor(v), torch.as_tensor(out))
+            out = torch.where(torch.as_tensor(c), as_t(v), out)
         return out
 
     @property
@@ -113,9 +132,6 @@ class TorchNamespace:
 
     def power(self, a: Any, b: Any) -> Any:
         return self._torch.pow(a, b)
-
-    def amax(self, x: Any, *args: Any, **kw: Any) -> Any:
-        return self._torch.amax(x, *args, **kw)
 
 
 @functools.cache
@@ -134,7 +150,7 @@ class _Printer(NumPyPrinter):
     def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
         if expr.exp == 2:  # x*x is cheaper than a general power in numpy and torch
             base = self.parenthesize(expr.base, sp.printing.precedence.PRECEDENCE["Mul"])
-            return f"{base}*{base}"
+            return f"({base}*{base})"
         return super()._print_Pow(expr, rational=rational)
 
 
@@ -257,10 +273,10 @@ def compile_expressions(
         return printer.doprint(sp.sympify(e).xreplace(rename))
 
     lines = [f"def _f({', '.join([*block_args, 'F_', 'g_', 't_', 'ref_', *param_args])}):"]
-    lines.append("    F_ = numpy.column(F_)")
-    lines.append("    t_ = numpy.column(t_)")
+    lines.append("    F_ = None if F_ is None else numpy.column(F_, ref_)")
+    lines.append("    t_ = numpy.column(t_, ref_)")
     for i, p in enumerate(parameter_order):
-        lines.append(f"    p{i} = numpy.column(p{i})  # {p}")
+        lines.append(f"    p{i} = numpy.column(p{i}, ref_)  # {p}")
     for r in reductions:
         lines.append(f"    {rename[r].name} = numpy.rsum({show(r.summand)})  # {r.name}")
     # common subexpressions once (BBI's E = √(V(V + |π|²)) appears in both blocks)
@@ -327,7 +343,7 @@ def compile_explicit(
     lines = [f"def _f({', '.join([*args, 't_', *params])}):"]
     lines.append(f"    ref_ = {args[0]}[..., 0]")
     for arg in ["t_", *params]:
-        lines.append(f"    {arg} = numpy.row({arg})")
+        lines.append(f"    {arg} = numpy.row({arg}, ref_)")
     lines += lines_unpack
     outs = []
     for out in outputs:

@@ -119,8 +119,9 @@ def _coordinate_atoms(expr: sp.Basic) -> set[sp.Symbol]:
 class Reduction(_Named):
     """A global scalar Σᵢ φ(xᵢ): the sum over coordinates of a per-coordinate summand φ.
 
-    φ is an expression of coordinate symbols (blocks, the gradient) and of coordinate-free
-    symbols (parameters, the loss, time). The reduction is declared nonnegative when φ is.
+    φ is an expression of coordinate symbols (blocks, the gradient) and parameters; the loss
+    and time stay outside (c(F, t)·Σφ), which keeps the chain rule exact. The reduction is
+    declared nonnegative when φ is.
     """
 
     summand: sp.Expr
@@ -134,6 +135,13 @@ class Reduction(_Named):
             )
         if any(isinstance(s, Reduction) for s in summand.free_symbols):
             raise TypeError(f"a reduction's summand may not contain another reduction: {summand}")
+        outer = sorted(s.name for s in summand.free_symbols if isinstance(s, (Loss, Time)))
+        if outer:
+            raise TypeError(
+                f"a reduction's summand may contain blocks, the gradient and parameters, not "
+                f"the global(s) {', '.join(outer)}: write c·Σφ for a coordinate-free factor c, "
+                f"got {summand}"
+            )
         name = name or f"Σ({summand})"
         assumptions: dict[str, bool] = {"real": True}
         if summand.is_nonnegative:

@@ -15,7 +15,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import sympy as sp
+from sympy.core.function import AppliedUndef
 
 from ..errors import StructureError
 from .codegen import Compiled, compile_expressions
@@ -86,6 +88,8 @@ def _nonzero(expr: sp.Expr) -> bool:
     return sp.simplify(expr) != 0
 
 
+RESERVED_NAMES = frozenset({"state", "F", "g", "t", "blocks", "backend", "n"})
+
 _ASSUMPTION_CHECKS: tuple[tuple[str, Callable[[float], bool]], ...] = (
     ("positive", lambda v: v > 0),
     ("nonnegative", lambda v: v >= 0),
@@ -93,6 +97,24 @@ _ASSUMPTION_CHECKS: tuple[tuple[str, Callable[[float], bool]], ...] = (
     ("nonpositive", lambda v: v <= 0),
     ("nonzero", lambda v: v != 0),
 )
+
+
+def check_value(p: Parameter, value: Any, error: type[Exception]) -> None:
+    """A parameter value (scalar or per-row array) must be finite, real and obey the symbol's
+    assumptions; raises ``error`` naming the parameter."""
+    if value is None:
+        return
+    try:
+        arr = np.asarray(value.detach().cpu() if hasattr(value, "detach") else value, float)
+    except (TypeError, ValueError) as exc:
+        raise error(f"parameter {p.name!r} must be a real number, got {value!r}") from exc
+    if not np.all(np.isfinite(arr)):
+        raise error(f"parameter {p.name!r} must be finite, got {value!r}")
+    for assumption, ok in _ASSUMPTION_CHECKS:
+        if p.symbol.assumptions0.get(assumption) and not np.all(ok(arr)):
+            raise error(
+                f"parameter {p.name!r} ({p.symbol}) is declared {assumption} but was given {value}"
+            )
 
 
 class PortHamiltonian:
@@ -260,6 +282,11 @@ class PortHamiltonian:
                 raise StructureError(f"parameters must be plain sympy symbols, got {sym!r}")
             if not names[sym].isidentifier():
                 raise StructureError(f"parameter name {names[sym]!r} is not an identifier")
+            if names[sym] in RESERVED_NAMES:
+                raise StructureError(
+                    f"parameter name {names[sym]!r} is reserved (reserved: "
+                    f"{', '.join(sorted(RESERVED_NAMES))}); rename it or give an alias"
+                )
             out.append(Parameter(names[sym], sym, None if value is None else value))
         seen = [p.name for p in out]
         dup = sorted({n for n in seen if seen.count(n) > 1})
@@ -297,7 +324,18 @@ class PortHamiltonian:
         declared_blocks = set(self.blocks) | set(self.aux_blocks)
         declared_params = {p.symbol for p in self.parameters}
         for where, expr in self._entries():
-            todo = list(sp.sympify(expr).free_symbols)
+            expr = sp.sympify(expr)
+            if expr.has(sp.nan, sp.zoo, sp.oo, -sp.oo):
+                raise StructureError(f"{where} = {expr} is not finite")
+            if expr.has(sp.I):
+                raise StructureError(f"{where} = {expr} is not real")
+            undef = expr.atoms(AppliedUndef)
+            if undef:
+                raise StructureError(
+                    f"undeclared function {sorted(map(str, undef))[0]} in {where}; write it with "
+                    "sympy functions, parameters and globals"
+                )
+            todo = list(expr.free_symbols)
             while todo:
                 s = todo.pop()
                 if isinstance(s, Reduction):
@@ -377,18 +415,7 @@ class PortHamiltonian:
         for p in self.parameters:
             if p.default is None:
                 continue
-            try:
-                v = float(p.default)
-            except (TypeError, ValueError) as exc:
-                raise StructureError(
-                    f"parameter {p.name!r} must be a real number, got {p.default!r}"
-                ) from exc
-            for assumption, ok in _ASSUMPTION_CHECKS:
-                if p.symbol.assumptions0.get(assumption) and not ok(v):
-                    raise StructureError(
-                        f"parameter {p.name!r} ({p.symbol}) is declared {assumption} but was "
-                        f"given {p.default}"
-                    )
+            check_value(p, p.default, StructureError)
 
     # ------------------------------------------------------------------ accessors
     @property
@@ -420,6 +447,9 @@ class PortHamiltonian:
             raise TypeError(
                 f"{self.name} has no parameter(s) {sorted(unknown)}; it has {sorted(names)}"
             )
+        for p in self.parameters:
+            if p.name in values:
+                check_value(p, values[p.name], ValueError)
         merged = {**self.defaults, **values}
         missing = sorted(k for k, v in merged.items() if v is None)
         if missing:
