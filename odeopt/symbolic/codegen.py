@@ -218,6 +218,24 @@ class Compiled:
 _counter = itertools.count()
 
 
+def _hoist_scalars(
+    expr: sp.Expr, coordinate_names: set[str], hoisted: list[tuple[sp.Symbol, sp.Expr]]
+) -> sp.Expr:
+    """Collect the per-row factors of each product into one temporary, so that
+    −γ/m·p is computed as (−γ/m)·p: one (batch, n) operation instead of three."""
+    if not expr.args:
+        return expr
+    args = [_hoist_scalars(a, coordinate_names, hoisted) for a in expr.args]
+    if isinstance(expr, sp.Mul):
+        scalar = [a for a in args if not {s.name for s in a.free_symbols} & coordinate_names]
+        if len(scalar) >= 2 and len(scalar) < len(args):
+            sym = sp.Symbol(f"s{len(hoisted)}_")
+            hoisted.append((sym, sp.Mul(*scalar)))
+            rest = [a for a in args if a not in scalar]
+            return sp.Mul(sym, *rest)
+    return expr.func(*args)
+
+
 def compile_expressions(
     coordinate_exprs: Sequence[sp.Expr],
     scalar_exprs: Sequence[sp.Expr],
@@ -284,7 +302,10 @@ def compile_expressions(
         [sp.sympify(e).xreplace(rename) for e in (*coordinate_exprs, *scalar_exprs)],
         symbols=(sp.Symbol(f"x{i}_") for i in itertools.count()),
     )
-    for sym, e in shared:
+    coordinate_names = {rename[b].name for b in block_order} | {"g_"}
+    hoisted: list[tuple[sp.Symbol, sp.Expr]] = []
+    reduced = [_hoist_scalars(e, coordinate_names, hoisted) for e in reduced]
+    for sym, e in [*shared, *hoisted]:
         lines.append(f"    {sym.name} = {printer.doprint(e)}")
     outs = []
     for e in reduced[: len(coordinate_exprs)]:
