@@ -16,7 +16,6 @@ chain rule, which is what lets H = √(V(V + |π|²)) differentiate exactly.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import sympy as sp
@@ -253,9 +252,3 @@ def coordinate_derivative(expr: sp.Expr, x: Block) -> sp.Expr:
                 )
     return result
 
-
-def _iter_symbols(items: Iterable[sp.Basic]) -> set[sp.Symbol]:
-    out: set[sp.Symbol] = set()
-    for e in items:
-        out |= sp.sympify(e).free_symbols
-    return out
