@@ -187,7 +187,6 @@ class PortHamiltonian:
                     f"G has {self.G.shape[0]} rows, but the system has {k} energy blocks"
                 )
         self.parameters = self._check_parameters(parameters, aliases)
-        self.loss = self._find_loss()
 
         # ∇H per coordinate, by the chain rule through the globals.
         try:
@@ -210,6 +209,7 @@ class PortHamiltonian:
                     f"u has shape {self.u.shape[0]}×{self.u.shape[1]}, but G has {m} column(s)"
                 )
         self.aux = BlockMap([(b, sp.sympify(e)) for b, e in (aux or {}).items()])
+        self.loss = self._find_loss()  # after u and aux: the loss may appear only there
 
         self._check_symbols()
         self._check_structure(self.J, self.R, "")
@@ -302,9 +302,9 @@ class PortHamiltonian:
                 yield f"{label}[{i},{j}]", M[i, j]
         for i, j in itertools.product(range(self.G.shape[0]), range(self.G.shape[1])):
             yield f"G[{i},{j}]", self.G[i, j]
-        for i in range(self.u.shape[0] if hasattr(self, "u") else 0):
+        for i in range(self.u.shape[0]):
             yield f"u[{i}]", self.u[i]
-        for b, e in self.aux.items() if hasattr(self, "aux") else ():
+        for b, e in self.aux.items():
             yield f"aux[{b.name}]", e
 
     def _find_loss(self) -> Loss | None:
