@@ -4,8 +4,9 @@ Define a system symbolically, check its energy balance, compile its vector field
 later stages) integrate it, discretize it and export the update rule as a torch optimizer.
 """
 
-from . import zoo
+from . import schemes, zoo
 from .errors import StructureError
+from .integrate import Event, Trajectory, integrate
 from .symbolic import (
     Block,
     EnergyBalance,
@@ -24,12 +25,16 @@ __version__ = "0.1.0"
 __all__ = [
     "Block",
     "EnergyBalance",
+    "Event",
     "PortHamiltonian",
     "StructureError",
+    "Trajectory",
     "blocks",
     "inner",
+    "integrate",
     "loss",
     "parameters",
+    "schemes",
     "sqnorm",
     "t",
     "total",

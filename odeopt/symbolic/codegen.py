@@ -268,7 +268,9 @@ def compile_expressions(
         param_args.append(f"p{i}")
     needs_loss = needs_grad = False
     for s in symbols:
-        if isinstance(s, Loss):
+        if s in rename:  # passed explicitly (a program passes g₁, F₁, … as blocks/parameters)
+            continue
+        elif isinstance(s, Loss):
             rename[s] = sp.Symbol("F_")
             needs_loss = True
         elif isinstance(s, Gradient):
@@ -276,8 +278,6 @@ def compile_expressions(
             needs_grad = True
         elif isinstance(s, Time):
             rename[s] = sp.Symbol("t_")
-        elif s in rename:
-            continue
         elif isinstance(s, Reduction):
             continue
         else:

@@ -95,7 +95,7 @@ class EnergyBalance:
         return r"$\begin{aligned}" + r"\\".join(rows) + r"\end{aligned}$"
 
 
-def _canonical_reduction(phi: sp.Expr) -> Reduction:
+def canonical_reduction(phi: sp.Expr) -> Reduction:
     if phi.is_Pow and phi.exp == 2 and isinstance(phi.base, (Block, Gradient)):
         return sqnorm(phi.base)
     if (
@@ -127,7 +127,7 @@ def to_globals(summand: sp.Expr) -> sp.Expr:
         c = sp.simplify(c)
         if c == 0:
             continue
-        out += c * (n if phi == 1 else _canonical_reduction(phi))
+        out += c * (n if phi == 1 else canonical_reduction(phi))
     return out
 
 

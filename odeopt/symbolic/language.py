@@ -251,4 +251,3 @@ def coordinate_derivative(expr: sp.Expr, x: Block) -> sp.Expr:
                     "(the reduction contains the gradient); odeopt does not support that in H"
                 )
     return result
-

@@ -1,0 +1,194 @@
+"""The numeric field: a system's compiled vector field fed by an objective, batched.
+
+This is the :class:`~odeopt.schemes.base.Field` the schemes step on numpy arrays or torch
+tensors. Values are (batch, n) per block; globals (energies, sums) are (batch, 1) so that they
+broadcast against the coordinates; the step h and the time t are scalars or (batch, 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import sympy as sp
+
+from ..symbolic.codegen import Compiled, compile_expressions
+from ..symbolic.language import Block
+
+if TYPE_CHECKING:
+    from ..symbolic.system import PortHamiltonian
+
+__all__ = ["NumericField"]
+
+State = dict[str, Any]
+
+
+class _Cache:
+    """F and ∇F at the last few θ arrays, matched by identity (arrays are never mutated)."""
+
+    def __init__(self, size: int = 4) -> None:
+        self.size = size
+        self.items: list[tuple[Any, Any, Any]] = []
+
+    def get(self, theta: Any) -> tuple[Any, Any] | None:
+        for th, F, g in self.items:
+            if th is theta:
+                return F, g
+        return None
+
+    def put(self, theta: Any, F: Any, g: Any) -> None:
+        self.items.insert(0, (theta, F, g))
+        del self.items[self.size :]
+
+
+class NumericField:
+    """f(x, t) = (J − R)∇H + G u of ``system`` on arrays, with F and ∇F from ``objective``.
+
+    ``params`` maps the system's parameter keywords to scalars or per-trajectory arrays
+    (batch,). ``objective.value_and_grad(theta)`` returns F (batch,) and ∇F (batch, n); each
+    call is counted in :attr:`evaluations`.
+    """
+
+    symbolic = False
+
+    def __init__(
+        self,
+        system: PortHamiltonian,
+        objective: Any,
+        params: Mapping[str, Any],
+        backend: str = "numpy",
+        shared: dict[Any, Compiled] | None = None,
+    ) -> None:
+        self.system = system
+        self.objective = objective
+        self.backend = backend
+        self.params = dict(params)
+        names = [b.name for b in system.all_blocks]
+        self.position = (system.loss.block.name,) if system.loss else (system.blocks[0].name,)
+        self.momentum = tuple(n for n in names if n not in self.position)
+        self.energy_blocks = tuple(b.name for b in system.blocks)
+        self._symbols = {p.name: p.symbol.name for p in system.parameters}
+        self._compiled: dict[Any, Compiled] = {} if shared is None else shared
+        self._cache = _Cache()
+        self._count = [0]  # shared with subsets
+        if backend == "torch":
+            import torch
+
+            self.xp: Any = torch
+        else:
+            self.xp = np
+
+    # -- helpers
+    def _fn(
+        self,
+        key: Any,
+        coordinate: Sequence[sp.Expr],
+        scalar: Sequence[sp.Expr] = (),
+        extra: Sequence[Block] = (),
+    ) -> Compiled:
+        if key not in self._compiled:
+            self._compiled[key] = compile_expressions(
+                coordinate,
+                scalar,
+                [*self.system.all_blocks, *extra],
+                [p.symbol for p in self.system.parameters],
+                self.backend,
+            )
+        return self._compiled[key]
+
+    def loss_and_grad(self, theta: Any) -> tuple[Any, Any]:
+        """F(θ), ∇F(θ), from the cache when θ is the same array as a recent call."""
+        hit = self._cache.get(theta)
+        if hit is not None:
+            return hit
+        F, g = self.objective.value_and_grad(theta)
+        self._count[0] += 1
+        self._cache.put(theta, F, g)
+        return F, g
+
+    def _call(self, fn: Compiled, x: State, t: Any, extra: Mapping[str, Any] | None = None) -> Any:
+        F = g = None
+        if fn.needs_loss or fn.needs_grad:
+            F, g = self.loss_and_grad(x[self.position[0]])
+        blocks = dict(x) if extra is None else {**x, **extra}
+        params = {self._symbols[k]: v for k, v in self.params.items()}
+        return fn(blocks, F, g, t, **params)
+
+    def subset(self, index: Any) -> NumericField:
+        """The same field for the trajectories ``index`` (per-trajectory parameters sliced)."""
+        sub = NumericField(self.system, self.objective, {}, self.backend, self._compiled)
+        sub.params = {k: _take(v, index) for k, v in self.params.items()}
+        sub._count = self._count
+        return sub
+
+    @property
+    def evaluations(self) -> int:
+        """How many times the objective was evaluated (this field and its subsets)."""
+        return self._count[0]
+
+    # -- the Field protocol
+    def __call__(self, x: State, t: Any, blocks: Sequence[str] | None = None) -> State:
+        names = tuple(blocks) if blocks is not None else tuple(x)
+        vf = self.system.vector_field
+        fn = self._fn(("field", names), [vf[b] for b in names])
+        return dict(zip(names, self._call(fn, x, t), strict=True))
+
+    def energy(self, x: State, t: Any) -> Any:
+        fn = self._fn("energy", [], [self.system.hamiltonian])
+        (H,) = self._call(fn, x, t)
+        return H[:, None]
+
+    def grad_energy(self, x: State, t: Any) -> State:
+        fn = self._fn("grad_energy", list(self.system.grad_hamiltonian))
+        return dict(zip(self.energy_blocks, self._call(fn, x, t), strict=True))
+
+    def structure(self, x: State, t: Any, v: State) -> State:
+        E = self.energy_blocks
+        vs = [Block(f"v_{b}_") for b in E]
+        M = self.system.J - self.system.R
+        exprs = [
+            sum((M[i, j] * vs[j] for j in range(len(E))), sp.Integer(0)) for i in range(len(E))
+        ]
+        fn = self._fn("structure", exprs, extra=vs)
+        out = self._call(fn, x, t, {s.name: v[b] for s, b in zip(vs, E, strict=True)})
+        return dict(zip(E, out, strict=True))
+
+    def total(self, v: State) -> Any:
+        return sum(
+            a.sum(-1, keepdims=True) if self.xp is np else a.sum(-1, keepdim=True)
+            for a in v.values()
+        )
+
+    def safe_divide(self, a: Any, b: Any) -> Any:
+        xp = self.xp
+        nonzero = b != 0
+        if xp is np:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.where(nonzero, a / np.where(nonzero, b, 1.0), 0.0)
+        return xp.where(nonzero, a / xp.where(nonzero, b, xp.ones_like(b)), xp.zeros_like(a))
+
+    @staticmethod
+    def constant(value: Any) -> float:
+        return float(value)
+
+    def unknowns(self, x: State) -> State:
+        raise TypeError("a numeric field solves for the next state; it has no unknown symbols")
+
+    def distance(self, a: State, b: State) -> Any:
+        out = None
+        for k in a:
+            d = abs(a[k] - b[k]) / (1 + abs(b[k]))
+            d = d.max(-1) if self.xp is np else d.amax(-1)
+            out = (
+                d
+                if out is None
+                else (np.maximum(out, d) if self.xp is np else self.xp.maximum(out, d))
+            )
+        return out
+
+
+def _take(value: Any, index: Any) -> Any:
+    if hasattr(value, "shape") and getattr(value, "ndim", 0) >= 1:
+        return value[index]
+    return value

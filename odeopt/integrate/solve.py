@@ -1,0 +1,901 @@
+"""``integrate``: the one door to batched integration of a system on an objective."""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .. import schemes as _schemes
+from ..schemes.adaptive import StepController
+from ..schemes.base import Scheme
+from .events import Event, EventRecord
+from .field import NumericField
+from .trajectory import Trajectory
+
+if TYPE_CHECKING:
+    from ..symbolic.system import PortHamiltonian
+
+__all__ = ["SCIPY_METHODS", "integrate", "torchdiffeq_methods"]
+
+SCIPY_METHODS = {m.lower(): m for m in ("RK45", "RK23", "DOP853", "Radau", "BDF", "LSODA")}
+BACKENDS = ("numpy", "torch", "scipy", "torchdiffeq")
+
+
+def torchdiffeq_methods() -> list[str]:
+    """The method names torchdiffeq.odeint accepts."""
+    from torchdiffeq._impl.odeint import SOLVERS
+
+    return sorted(SOLVERS)
+
+
+# ---------------------------------------------------------------------------- input checks
+def _is_torch(value: Any) -> bool:
+    return type(value).__module__.startswith("torch")
+
+
+def _prepare_x0(system: PortHamiltonian, x0: Mapping[str, Any], backend: str, dim: Any) -> dict:
+    if not isinstance(x0, Mapping):
+        raise TypeError(
+            "x0 maps block names to arrays of shape (batch, n), e.g. {'theta': theta0}; "
+            f"got {type(x0).__name__}"
+        )
+    names = [b.name for b in system.all_blocks]
+    unknown = sorted(set(x0) - set(names))
+    if unknown:
+        raise ValueError(f"x0 has block(s) {unknown} that {system.name} does not have ({names})")
+    position = system.loss.block.name if system.loss is not None else system.blocks[0].name
+    if position not in x0:
+        raise ValueError(f"x0 needs the position block {position!r} (other blocks default to 0)")
+    torch = None
+    if backend in ("torch", "torchdiffeq"):
+        import torch
+    out: dict[str, Any] = {}
+    for b in names:
+        if b not in x0:
+            continue
+        v = x0[b]
+        if torch is not None:
+            v = torch.as_tensor(v)
+            if not v.is_floating_point():
+                v = v.to(torch.get_default_dtype() if v.dtype != torch.float64 else v.dtype)
+            if v.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+                v = v.double()
+        else:
+            if _is_torch(v):
+                v = v.detach().cpu().numpy()
+            v = np.asarray(v)
+            if v.dtype not in (np.float32, np.float64):
+                v = v.astype(np.float64)
+        if v.ndim == 1:
+            v = v[None, :]
+        if v.ndim != 2:
+            raise ValueError(f"x0[{b!r}] must have shape (batch, n); got shape {tuple(v.shape)}")
+        finite = bool(torch.isfinite(v).all()) if torch is not None else bool(np.isfinite(v).all())
+        if not finite:
+            raise ValueError(f"x0[{b!r}] contains non-finite values")
+        out[b] = v
+    ref = out[position]
+    for b, v in out.items():
+        if tuple(v.shape) != tuple(ref.shape):
+            raise ValueError(
+                f"x0[{b!r}] has shape {tuple(v.shape)} but x0[{position!r}] has "
+                f"{tuple(ref.shape)}; every block is (batch, n)"
+            )
+        if v.dtype != ref.dtype:
+            out[b] = v.to(ref.dtype) if torch is not None else v.astype(ref.dtype)
+    if dim is not None and ref.shape[1] != dim:
+        raise ValueError(f"x0[{position!r}] has n = {ref.shape[1]}, but the problem has dim {dim}")
+    for b in names:
+        if b not in out:
+            out[b] = torch.zeros_like(ref) if torch is not None else np.zeros_like(ref)
+    return out
+
+
+def _prepare_params(
+    system: PortHamiltonian, params: Mapping[str, Any] | None, batch: int, backend: str, ref: Any
+) -> dict[str, Any]:
+    values = system.with_parameters(**dict(params or {}))
+    out: dict[str, Any] = {}
+    for k, v in values.items():
+        arr = np.asarray(v.detach().cpu().numpy() if _is_torch(v) else v, dtype=float)
+        if arr.ndim == 0:
+            out[k] = float(arr)
+            continue
+        if arr.shape != (batch,):
+            raise ValueError(
+                f"parameter {k!r} has shape {arr.shape}; give a scalar or one value per "
+                f"trajectory, shape ({batch},)"
+            )
+        if backend in ("torch", "torchdiffeq"):
+            import torch
+
+            out[k] = torch.as_tensor(arr, dtype=ref.dtype, device=ref.device)
+        else:
+            out[k] = arr.astype(ref.dtype)
+    return out
+
+
+def _time_grid(t_span: Any, steps: Any, h: Any) -> tuple[float, float, int | None, float | None]:
+    if t_span is not None:
+        if len(t_span) != 2:
+            raise ValueError(f"t_span is (t0, t1), got {t_span!r}")
+        t0, t1 = float(t_span[0]), float(t_span[1])
+        if not t1 > t0:
+            raise ValueError(f"t_span must have t1 > t0, got {t_span!r}")
+        if steps is not None and h is not None:
+            raise ValueError("give t_span with h or with steps, not both")
+        if steps is not None:
+            return t0, t1, int(steps), (t1 - t0) / int(steps)
+        if h is not None:
+            n = (t1 - t0) / h
+            if abs(n - round(n)) > 1e-9 * max(1.0, n):
+                raise ValueError(
+                    f"t1 − t0 = {t1 - t0:g} is not a multiple of h = {h:g}; give steps= or an h "
+                    "that divides the span"
+                )
+            return t0, t1, max(1, round(n)), float(h)
+        return t0, t1, None, None
+    if steps is None or h is None:
+        raise ValueError("give t_span=(t0, t1), or steps=N with h")
+    return 0.0, int(steps) * float(h), int(steps), float(h)
+
+
+def _save_steps(save: Any, n: int) -> list[int]:
+    if save == "all":
+        return list(range(n + 1))
+    if save == "final":
+        return [0, n]
+    if isinstance(save, (int, np.integer)) and not isinstance(save, bool) and save >= 1:
+        idx = list(range(0, n + 1, int(save)))
+        return idx if idx[-1] == n else [*idx, n]
+    raise ValueError(
+        f"save is 'all', 'final' or a positive integer K (every K-th step); got {save!r}"
+    )
+
+
+# ---------------------------------------------------------------------------- array helpers
+class _Ops:
+    """The few backend operations the stepping loop needs."""
+
+    def __init__(self, backend: str, ref: Any) -> None:
+        self.torch = backend == "torch"
+        self.dtype = ref.dtype
+        self.device = getattr(ref, "device", None)
+        if self.torch:
+            import torch
+
+            self.xp: Any = torch
+        else:
+            self.xp = np
+
+    def np(self, a: Any) -> np.ndarray:
+        return a.detach().cpu().numpy() if self.torch else np.asarray(a)
+
+    def empty(self, shape: tuple[int, ...]) -> Any:
+        if self.torch:
+            return self.xp.full(shape, float("nan"), dtype=self.dtype, device=self.device)
+        return np.full(shape, np.nan, dtype=self.dtype)
+
+    def index(self, idx: np.ndarray) -> Any:
+        """An index array (from a numpy bool mask or integer array) for this backend."""
+        idx = np.flatnonzero(idx) if idx.dtype == bool else idx
+        return self.xp.as_tensor(idx, device=self.device) if self.torch else idx
+
+    def take(self, x: Mapping[str, Any], idx: Any) -> dict[str, Any]:
+        return {b: v[idx] for b, v in x.items()}
+
+    def column(self, values: np.ndarray) -> Any:
+        v = np.asarray(values, dtype=float)[:, None]
+        if self.torch:
+            return self.xp.as_tensor(v, dtype=self.dtype, device=self.device)
+        return v.astype(self.dtype)
+
+    def per_row(self, value: Any, m: int) -> Any:
+        """A parameter as a fresh per-trajectory array of length m."""
+        if self.torch:
+            if hasattr(value, "shape") and value.ndim == 1:
+                return value.clone()
+            return self.xp.full((m,), float(value), dtype=self.dtype, device=self.device)
+        if np.ndim(value) == 1:
+            return np.array(value, dtype=self.dtype)
+        return np.full(m, float(value), dtype=self.dtype)
+
+    def scatter(self, full: Mapping[str, Any], idx: Any, rows: Mapping[str, Any]) -> dict:
+        out = {}
+        for b, v in full.items():
+            w = v.clone() if self.torch else v.copy()
+            w[idx] = rows[b]
+            out[b] = w
+        return out
+
+
+def _crossed(v_old: np.ndarray, v_new: np.ndarray, direction: int) -> np.ndarray:
+    up = (v_old < 0) & (v_new >= 0)
+    down = (v_old > 0) & (v_new <= 0)
+    return up if direction > 0 else down if direction < 0 else (up | down)
+
+
+# ---------------------------------------------------------------------------- the stepping run
+class _Run:
+    """One chunk of trajectories stepped by an odeopt scheme on numpy or torch.
+
+    Rows that stop (diverged, converged, terminal event) are dropped from the working arrays,
+    so the common case (nothing stops) pays for no masking; ``active`` maps working rows to
+    rows of the chunk.
+    """
+
+    def __init__(
+        self,
+        system: PortHamiltonian,
+        problem: Any,
+        x: dict[str, Any],
+        params: dict[str, Any],
+        scheme: Scheme,
+        backend: str,
+        events: Sequence[Event],
+        gtol: float | None,
+        blowup: float,
+        saves: int,
+    ) -> None:
+        self.system = system
+        self.scheme = scheme
+        self.backend = backend
+        ref = next(iter(x.values()))
+        self.ops = _Ops(backend, ref)
+        self.field = NumericField(system, problem, params, backend)
+        self.events = list(events)
+        self.gtol = gtol
+        self.blowup = blowup
+        self.names = list(x)
+        self.position = self.field.position[0]
+        self.B, n = ref.shape
+        self.out = {b: self.ops.empty((saves, self.B, n)) for b in self.names}
+        self.H, self.F, self.G = (self.ops.empty((saves, self.B)) for _ in range(3))
+        self.status = np.full(self.B, "ok", dtype="<U9")
+        self.t_stop = np.full(self.B, np.nan)
+        self.active = np.arange(self.B)
+        self.all_active = True
+        self.x = x
+        self.log: list[EventRecord] = []
+        self.armed = [np.ones(self.B, dtype=bool) for _ in self.events]
+        self.ev_old: list[np.ndarray | None] = [None for _ in self.events]
+        self.saved = 0
+        self.stats: dict[str, Any] = {"steps": 0, "rejected": 0, "unconverged_solves": 0}
+
+    # -- saving and stopping
+    def _glob(self, rows: np.ndarray) -> Any:
+        return self.ops.index(np.asarray(rows, dtype=np.int64))
+
+    def snapshot(self, x: Mapping[str, Any], t: Any, field: NumericField) -> tuple[Any, Any, Any]:
+        F, g = field.loss_and_grad(x[self.position])
+        H = field.energy(dict(x), t)[:, 0]
+        return H, F, (g * g).sum(-1) ** 0.5
+
+    def save(self, t: Any) -> None:
+        s = self.saved
+        H, F, gn = self.snapshot(self.x, t, self.field)
+        rows: Any = slice(None) if self.all_active else self._glob(self.active)
+        for b in self.names:
+            self.out[b][s, rows] = self.x[b]
+        self.H[s, rows], self.F[s, rows], self.G[s, rows] = H, F, gn
+        self.saved += 1
+
+    def stop(
+        self, mask: np.ndarray, status: str, t_at: Any, frozen: Mapping[str, Any], t_frozen: Any
+    ) -> Any:
+        """Stop working rows ``mask`` with their state ``frozen`` (rows of the mask only) kept
+        in all later saved slots; returns the index of the rows that go on."""
+        ops = self.ops
+        glob = self.active[mask]
+        self.status[glob] = status
+        self.t_stop[glob] = t_at
+        field = self.field.subset(ops.index(mask))
+        H, F, gn = self.snapshot(frozen, t_frozen, field)
+        rows = self._glob(glob)
+        s = self.saved
+        for b in self.names:
+            self.out[b][s:, rows] = frozen[b]
+        self.H[s:, rows], self.F[s:, rows], self.G[s:, rows] = H, F, gn
+        keep = ops.index(~mask)
+        self.field = self.field.subset(keep)
+        self.active = self.active[~mask]
+        self.all_active = False
+        self.ev_old = [None if v is None else v[~mask] for v in self.ev_old]
+        return keep
+
+    # -- events
+    def event_values(
+        self, ev: Event, x: Mapping[str, Any], t: Any, field: NumericField
+    ) -> np.ndarray:
+        F = field.loss_and_grad(x[self.position])[0] if ev.needs_loss(self.system) else None
+        v = ev.values(self.system, self.backend, x, F, t, field.params)
+        return self.ops.np(v).reshape(-1).astype(float)
+
+    def locate(
+        self,
+        ev: Event,
+        field: NumericField,
+        x_old: dict[str, Any],
+        t_old: Any,
+        h: np.ndarray,
+        v_old: np.ndarray,
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Bisection on the step τ ∈ (0, h] for the crossing, to within ``ev.tol``."""
+        lo, hi = np.zeros(len(v_old)), np.array(h, dtype=float)
+        col = self.ops.column
+        while (hi - lo).max() > ev.tol:
+            mid = 0.5 * (lo + hi)
+            xm = self.scheme.step(field, x_old, t_old, col(mid)).x
+            vm = self.event_values(ev, xm, t_old + col(mid), field)
+            c = _crossed(v_old, vm, ev.direction)
+            hi, lo = np.where(c, mid, hi), np.where(c, lo, mid)
+        return hi, self.scheme.step(field, x_old, t_old, col(hi)).x
+
+    def apply(self, ev: Event, x: dict[str, Any], params: dict[str, Any]) -> tuple[dict, dict]:
+        action = ev.action
+        if action is None:
+            return x, params
+        if callable(action):
+            return action(dict(x), dict(params))
+        x, params = dict(x), dict(params)
+        for k, v in action.items():
+            if k in x:
+                x[k] = x[k] * 0 + v
+            elif k in params:
+                params[k] = v
+            else:
+                raise KeyError(
+                    f"event action names {k!r}, neither a block ({list(x)}) nor a parameter "
+                    f"({list(params)})"
+                )
+        return x, params
+
+    def handle_events(
+        self, x_old: dict[str, Any], xn: dict[str, Any], t_old: float, h: float, step: int
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        ops = self.ops
+        for e, ev in enumerate(self.events):
+            v_old = self.ev_old[e]
+            if v_old is None:
+                v_old = self.event_values(ev, x_old, t_old, self.field)
+            v_new = self.event_values(ev, xn, t_old + h, self.field)
+            fired = _crossed(v_old, v_new, ev.direction) & self.armed[e][self.active]
+            self.ev_old[e] = v_new
+            if not fired.any():
+                continue
+            idx = ops.index(fired)
+            sub = self.field.subset(idx)
+            tau, x_e = self.locate(
+                ev, sub, ops.take(x_old, idx), t_old, np.full(int(fired.sum()), h), v_old[fired]
+            )
+            glob = self.active[fired]
+            self.log += [
+                EventRecord(int(i), float(t_old + tau[j]), ev.name, step)
+                for j, i in enumerate(glob)
+            ]
+            if ev.once:
+                self.armed[e][glob] = False
+            if ev.terminal:
+                keep = self.stop(fired, "event", t_old + tau, x_e, ops.column(t_old + tau))
+                xn, x_old = ops.take(xn, keep), ops.take(x_old, keep)
+                continue
+            # switch, then take the rest of the step from the event with the new parameters
+            x_e, new = self.apply(ev, x_e, sub.params)
+            m = len(self.active)
+            params = dict(self.field.params)
+            for k, v in new.items():
+                if v is sub.params.get(k):
+                    continue
+                col = ops.per_row(params[k], m)
+                col[idx] = v if np.ndim(v) == 0 else v
+                params[k] = col
+            self.field.params = params
+            sub = self.field.subset(idx)
+            rest = self.scheme.step(sub, x_e, t_old + ops.column(tau), ops.column(h - tau)).x
+            xn = ops.scatter(xn, idx, rest)
+            self.ev_old[e] = self.event_values(ev, xn, t_old + h, self.field)
+        return x_old, xn
+
+    # -- checks after a step
+    def check_divergence(
+        self, x_old: dict[str, Any], xn: dict[str, Any], t_new: Any
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        total = None
+        for b in self.names:
+            r = xn[b].sum(-1)
+            total = r if total is None else total + r
+        s = self.ops.np(total)
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(s) | (np.abs(s) > self.blowup)
+        if bad.any():
+            frozen = self.ops.take(x_old, self.ops.index(bad))
+            t_frozen = t_new if np.ndim(t_new) == 0 else t_new[self.ops.index(bad)]
+            t_at = t_new if np.ndim(t_new) == 0 else self.ops.np(t_new).reshape(-1)[bad]
+            keep = self.stop(bad, "diverged", t_at, frozen, t_frozen)
+            xn, x_old = self.ops.take(xn, keep), self.ops.take(x_old, keep)
+        return x_old, xn
+
+    def check_convergence(self, xn: dict[str, Any], t_new: Any) -> dict[str, Any]:
+        if self.gtol is None or len(self.active) == 0:
+            return xn
+        _, g = self.field.loss_and_grad(xn[self.position])
+        conv = self.ops.np((g * g).sum(-1) ** 0.5) < self.gtol
+        if conv.any():
+            idx = self.ops.index(conv)
+            t_at = t_new if np.ndim(t_new) == 0 else self.ops.np(t_new).reshape(-1)[conv]
+            t_fr = t_new if np.ndim(t_new) == 0 else t_new[idx]
+            keep = self.stop(conv, "converged", t_at, self.ops.take(xn, idx), t_fr)
+            xn = self.ops.take(xn, keep)
+        return xn
+
+    # -- the loops
+    def run_fixed(self, t0: float, h: float, n: int, save_at: Sequence[int], bar: Any) -> None:
+        save_set = set(save_at)
+        self.save(t0)
+        tick = max(1, n // 200)
+        for k in range(n):
+            if len(self.active) == 0:
+                break
+            t_old = t0 + k * h
+            t_new = t0 + (k + 1) * h
+            x_old = self.x
+            st = self.scheme.step(self.field, x_old, t_old, h)
+            self._solve_stats(st)
+            xn = st.x
+            x_old, xn = self.check_divergence(x_old, xn, t_new)
+            if self.events and len(self.active):
+                x_old, xn = self.handle_events(x_old, xn, t_old, h, k)
+            xn = self.check_convergence(xn, t_new)
+            self.x = xn
+            self.stats["steps"] += 1
+            if k + 1 in save_set:
+                self.save(t_new) if len(self.active) else self._skip_save()
+            if bar is not None and (k + 1) % tick == 0:
+                bar.update(tick)
+        while self.saved < len(save_at):  # every trajectory stopped early
+            self._skip_save()
+
+    def _skip_save(self) -> None:
+        self.saved += 1
+
+    def _solve_stats(self, st: Any) -> None:
+        residual = st.info.get("residual")
+        if residual is not None:
+            tol = getattr(self.scheme, "tol", 0.0)
+            self.stats["unconverged_solves"] += int((self.ops.np(residual) > tol).sum())
+
+    def run_adaptive(
+        self, grid: np.ndarray, h0: float, controller: StepController, max_steps: int, bar: Any
+    ) -> None:
+        ops = self.ops
+        m = len(self.active)
+        t = np.full(m, grid[0])
+        h = np.full(m, h0)
+        self.save(ops.column(t))
+        steps = 0
+        for target in grid[1:]:
+            while len(self.active):
+                todo = t < target - 1e-12 * max(1.0, abs(target))
+                if not todo.any():
+                    break
+                steps += 1
+                if steps > max_steps:
+                    raise RuntimeError(
+                        f"the adaptive integration took more than max_steps = {max_steps} steps "
+                        f"before t = {target:g}; raise max_steps or loosen rtol/atol"
+                    )
+                idx = ops.index(todo)
+                xs = ops.take(self.x, idx)
+                hs = np.minimum(h[todo], target - t[todo])
+                sub = self.field.subset(idx)
+                st = self.scheme.step(sub, xs, ops.column(t[todo]), ops.column(hs))
+                err = ops.np(controller.error_norm(ops.xp, xs, st.x, st.error)).astype(float)
+                fac = np.asarray(controller.factor(err, self.scheme.error_order), dtype=float)
+                with np.errstate(invalid="ignore"):
+                    acc = err <= 1.0
+                self.stats["steps"] += int(acc.sum())
+                self.stats["rejected"] += int((~acc).sum())
+                # accepted rows move on
+                rows = np.flatnonzero(todo)
+                acc_rows = rows[acc]
+                new_x = ops.scatter(self.x, ops.index(acc_rows), ops.take(st.x, ops.index(acc)))
+                t[acc_rows] += hs[acc]
+                h[rows] = np.clip(
+                    hs * np.nan_to_num(fac, nan=controller.shrink),
+                    controller.h_min,
+                    controller.h_max,
+                )
+                # failures: non-finite error or state, or a step that underflowed
+                total = None
+                for b in self.names:
+                    r = ops.np(new_x[b].sum(-1))
+                    total = r if total is None else total + r
+                with np.errstate(invalid="ignore"):
+                    bad = ~np.isfinite(total) | (np.abs(total) > self.blowup)
+                bad[rows] |= ~np.isfinite(err)
+                bad |= h < 1e-14 * max(1.0, abs(target))
+                prev, self.x = self.x, new_x
+                if bad.any():  # stopped with their last accepted (finite) state
+                    frozen = ops.take(prev, ops.index(bad))
+                    keep = self.stop(bad, "diverged", t[bad], frozen, ops.column(t[bad]))
+                    self.x = ops.take(self.x, keep)
+                    t, h = t[~bad], h[~bad]
+                if bar is not None:
+                    bar.update(0)
+            if len(self.active):
+                self.save(ops.column(t))
+            else:
+                self._skip_save()
+        while self.saved < len(grid):
+            self._skip_save()
+
+
+# ---------------------------------------------------------------------------- scipy, torchdiffeq
+def _flat_field(
+    system: PortHamiltonian, problem: Any, params: dict[str, Any], names: list[str], m: int, n: int
+) -> tuple[NumericField, Any]:
+    field = NumericField(system, problem, params, "numpy")
+
+    def fun(t: float, y: np.ndarray) -> np.ndarray:
+        blocks = y.reshape(len(names), m, n)
+        x = {b: blocks[i] for i, b in enumerate(names)}
+        dx = field(x, t)
+        return np.concatenate([dx[b].reshape(-1) for b in names])
+
+    return field, fun
+
+
+def _run_scipy(
+    run: _Run,
+    method: str,
+    grid: np.ndarray,
+    rtol: float,
+    atol: float,
+    mode: str,
+    events: Sequence[Event],
+    h0: float | None,
+) -> None:
+    from scipy.integrate import solve_ivp
+
+    names = run.names
+    x = run.x
+    B, n = x[names[0]].shape
+    opts: dict[str, Any] = {"rtol": rtol, "atol": atol}
+    if h0 is not None:
+        opts["first_step"] = h0
+    groups = [np.arange(B)] if mode == "batched" else [np.array([i]) for i in range(B)]
+    for rows in groups:
+        m = len(rows)
+        params = {k: (v[rows] if np.ndim(v) else v) for k, v in run.field.params.items()}
+        field, fun = _flat_field(run.system, run.field.objective, params, names, m, n)
+        y0 = np.concatenate([x[b][rows].reshape(-1) for b in names]).astype(np.float64)
+        scipy_events = [_scipy_event(run, ev, field, params, m, n) for ev in events]
+        with np.errstate(all="ignore"):
+            sol = solve_ivp(
+                fun,
+                (grid[0], grid[-1]),
+                y0,
+                method=method,
+                t_eval=grid,
+                events=scipy_events or None,
+                **opts,
+            )
+        run.stats["nfev"] = run.stats.get("nfev", 0) + int(sol.nfev)
+        Y = sol.y.T.reshape(len(sol.t), len(names), m, n)
+        k = len(sol.t)
+        finite = np.isfinite(Y).all(axis=(1, 3)) & (np.abs(Y).max(axis=(1, 3)) <= run.blowup)
+        for j, row in enumerate(rows):
+            good = finite[:, j]
+            last = k if good.all() else int(np.argmin(good))
+            for i, b in enumerate(names):
+                col = Y[:last, i, j]
+                run.out[b][:last, row] = col
+                if last < len(grid):
+                    run.out[b][last:, row] = col[-1] if last else x[b][row]
+            if last < k or (sol.status == -1 and last < len(grid)):
+                run.status[row] = "diverged"
+                run.t_stop[row] = grid[last] if last < len(grid) else grid[-1]
+            elif sol.status == 1 and k < len(grid):
+                which = [len(te) > 0 for te in sol.t_events].index(True)
+                t_ev = float(sol.t_events[which][0])
+                ye = sol.y_events[which][0].reshape(len(names), m, n)
+                for i, b in enumerate(names):
+                    run.out[b][k:, row] = ye[i, j]
+                run.status[row] = "event"
+                run.t_stop[row] = t_ev
+                run.log.append(EventRecord(int(row), t_ev, events[which].name, -1))
+    _fill_globals(run, grid)
+
+
+def _scipy_event(
+    run: _Run, ev: Event, field: NumericField, params: dict[str, Any], m: int, n: int
+) -> Any:
+    """The event as solve_ivp wants it: a scalar function of (t, y), terminal, directed."""
+    names = run.names
+
+    def efn(t: float, y: np.ndarray) -> float:
+        blocks = y.reshape(len(names), m, n)
+        xs = {b: blocks[i] for i, b in enumerate(names)}
+        F = field.loss_and_grad(xs[run.position])[0] if ev.needs_loss(run.system) else None
+        return float(np.asarray(ev.values(run.system, "numpy", xs, F, t, params)).reshape(-1)[0])
+
+    efn.terminal = True  # type: ignore[attr-defined]
+    efn.direction = ev.direction  # type: ignore[attr-defined]
+    return efn
+
+
+def _fill_globals(run: _Run, grid: np.ndarray) -> None:
+    """H, F and |∇F| at every saved state (after the fact, for the solver backends)."""
+    field = NumericField(run.system, run.field.objective, {}, run.backend)
+    for s in range(len(grid)):
+        rows = slice(None)
+        x = {b: run.out[b][s, rows] for b in run.names}
+        field.params = run.field.params
+        H, F, gn = run.snapshot(x, grid[s], field)
+        run.H[s], run.F[s], run.G[s] = H, F, gn
+    run.saved = len(grid)
+
+
+def _run_torchdiffeq(
+    run: _Run, method: str, grid: np.ndarray, rtol: float, atol: float, h: float | None
+) -> None:
+    import torch
+    from torchdiffeq import odeint
+
+    names = run.names
+    field = run.field
+
+    def func(t: Any, y: tuple[Any, ...]) -> tuple[Any, ...]:
+        dx = field(dict(zip(names, y, strict=True)), t)
+        return tuple(dx[b] for b in names)
+
+    y0 = tuple(run.x[b] for b in names)
+    ref = y0[0]
+    tt = torch.as_tensor(grid, dtype=ref.dtype, device=ref.device)
+    from torchdiffeq._impl.odeint import SOLVERS
+    from torchdiffeq._impl.solvers import FixedGridODESolver
+
+    fixed = issubclass(SOLVERS[method], FixedGridODESolver)
+    if fixed and h is None:
+        raise ValueError(f"torchdiffeq's fixed-grid method {method!r} needs a step: give h")
+    options = {"step_size": h} if fixed else ({"first_step": h} if h is not None else None)
+    try:
+        ys = odeint(func, y0, tt, method=method, rtol=rtol, atol=atol, options=options)
+    except AssertionError as exc:  # torchdiffeq signals a collapsed step this way
+        raise FloatingPointError(
+            f"torchdiffeq's {method} failed ({exc}); one step size is shared by the whole "
+            "batch, so one diverging trajectory stops them all: use backend='torch' with an "
+            "odeopt scheme for sweeps that may diverge"
+        ) from exc
+    k = len(grid)
+    Y = torch.stack(ys, 1)  # (time, blocks, batch, n)
+    finite = torch.isfinite(Y).all(-1).all(1) & (Y.abs().amax((1, 3)) <= run.blowup)
+    finite_np = finite.cpu().numpy()
+    for i, b in enumerate(names):
+        run.out[b][:] = Y[:, i]
+    for j in np.flatnonzero(~finite_np.all(0)):
+        last = int(np.argmin(finite_np[:, j]))
+        for b in names:
+            run.out[b][last:, j] = run.out[b][last - 1, j] if last else run.x[b][j]
+        run.status[j] = "diverged"
+        run.t_stop[j] = grid[last]
+    run.stats["nfev"] = run.field.evaluations
+    run.saved = k
+    _fill_globals(run, grid)
+
+
+# ---------------------------------------------------------------------------- the one door
+def integrate(
+    system: PortHamiltonian,
+    problem: Any,
+    x0: Mapping[str, Any],
+    t_span: tuple[float, float] | None = None,
+    *,
+    steps: int | None = None,
+    h: float | None = None,
+    scheme: str | Scheme = "symplectic_euler",
+    backend: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    rtol: float = 1e-6,
+    atol: float = 1e-9,
+    controller: StepController | None = None,
+    save: str | int = "all",
+    t_eval: Sequence[float] | None = None,
+    events: Sequence[Event] | Event = (),
+    gtol: float | None = None,
+    blowup: float = 1e100,
+    chunk_size: int = 1 << 17,
+    progress: bool | None = None,
+    max_steps: int = 10**7,
+    scipy_mode: str = "batched",
+) -> Trajectory:
+    """Integrate ẋ = f(x, t) of ``system`` on ``problem`` from a batch of initial states.
+
+    ``x0`` maps block names to arrays of shape (batch, n) (a missing block starts at 0).
+    Time: ``t_span=(t0, t1)`` with ``h`` or ``steps``, or ``steps`` with ``h`` from t0 = 0.
+    ``scheme`` is an odeopt scheme (see :mod:`odeopt.schemes`), a scipy ``solve_ivp`` method
+    (``"rk45"``, …; backend ``"scipy"``) or a torchdiffeq method (``"dopri5"``, …; backend
+    ``"torchdiffeq"``). ``backend`` defaults to torch for tensor inputs and numpy otherwise.
+    ``params`` gives the system's parameters by keyword, scalars or per-trajectory arrays.
+
+    Adaptive schemes (``euler_richardson``, ``heun``, scipy, torchdiffeq) take ``rtol``,
+    ``atol`` (or an odeopt :class:`StepController`) and an optional first step ``h``; they
+    save at ``t_eval`` (default 101 equally spaced times for ``save="all"``), landing on those
+    times exactly. Fixed-step schemes save every step (``save="all"``), every K-th
+    (``save=K``) or the first and last only (``save="final"``).
+
+    A trajectory whose state becomes non-finite or exceeds ``blowup`` in magnitude is stopped
+    with its last finite state and flagged ``"diverged"`` with the time; with ``gtol`` one
+    whose |∇F| < gtol is stopped as ``"converged"``. ``events`` are located per trajectory
+    (fixed-step odeopt schemes; terminal events also with scipy per trajectory).
+    Large batches run in chunks of ``chunk_size`` trajectories so that memory stays bounded.
+    """
+    from ..symbolic.system import PortHamiltonian
+
+    if not isinstance(system, PortHamiltonian):
+        raise TypeError(f"integrate() takes a PortHamiltonian system, got {type(system).__name__}")
+    if not hasattr(problem, "value_and_grad"):
+        raise TypeError(
+            "the problem must have value_and_grad(theta) -> (F, ∇F) (see odeopt.problems), "
+            f"got {type(problem).__name__}"
+        )
+    events = [events] if isinstance(events, Event) else list(events)
+    method = scheme if isinstance(scheme, str) else None
+    if backend is None:
+        if (
+            method is not None
+            and method.lower() in SCIPY_METHODS
+            and method not in _schemes.REGISTRY
+        ):
+            backend = "scipy"
+        elif any(_is_torch(v) for v in x0.values()):
+            backend = "torch"
+        else:
+            backend = "numpy"
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; backends are {list(BACKENDS)}")
+    if backend == "scipy":
+        if method is None or method.lower() not in SCIPY_METHODS:
+            raise ValueError(
+                f"backend 'scipy' runs solve_ivp's methods {list(SCIPY_METHODS)}, got {scheme!r}"
+            )
+        if scipy_mode not in ("batched", "per_trajectory"):
+            raise ValueError(f"scipy_mode is 'batched' or 'per_trajectory', got {scipy_mode!r}")
+        if events and (scipy_mode == "batched" or any(not e.terminal for e in events)):
+            raise ValueError("with scipy, events must be terminal and scipy_mode='per_trajectory'")
+        sch: Scheme | None = None
+    elif backend == "torchdiffeq":
+        names = torchdiffeq_methods()
+        if method not in names:
+            raise ValueError(f"torchdiffeq has methods {names}, got {scheme!r}")
+        if events:
+            raise ValueError("events are not supported with torchdiffeq; use backend='torch'")
+        sch = None
+    else:
+        sch = _schemes.get(scheme)
+    dim = getattr(problem, "dim", None)
+    x = _prepare_x0(system, x0, backend, dim)
+    ref = next(iter(x.values()))
+    B = ref.shape[0]
+    p = _prepare_params(system, params, B, backend, ref)
+    fixed = sch is not None and not sch.adaptive
+    if not fixed and t_span is None:
+        raise ValueError("adaptive schemes and solvers need t_span=(t0, t1)")
+    t0, t1, n_steps, h_fixed = _time_grid(t_span, steps, h if fixed else None)
+    if fixed:
+        if n_steps is None:
+            raise ValueError(f"the fixed-step scheme {sch.name!r} needs a step: give h or steps")
+        if t_eval is not None:
+            raise ValueError("t_eval is for adaptive schemes; fixed-step ones take save='all'/K")
+        save_at = _save_steps(save, n_steps)
+        grid = t0 + np.asarray(save_at, dtype=float) * h_fixed
+    else:
+        if events and sch is not None:
+            raise ValueError("events are located with fixed-step schemes; pick one, e.g. 'rk4'")
+        if t_eval is not None:
+            grid = np.asarray(t_eval, dtype=float)
+            if grid[0] != t0 or grid[-1] != t1 or np.any(np.diff(grid) <= 0):
+                raise ValueError(f"t_eval must increase from t0 = {t0} to t1 = {t1}")
+        elif save == "final":
+            grid = np.array([t0, t1])
+        elif save == "all":
+            grid = np.linspace(t0, t1, 101)
+        else:
+            raise ValueError("adaptive schemes save at t_eval, or save='all' / 'final'")
+    if progress is None:
+        work = B * (n_steps or 100)
+        progress = bool(getattr(sys.stderr, "isatty", lambda: False)()) and work > 5e7
+    bar = None
+    chunks = max(1, math.ceil(B / chunk_size))
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=(n_steps or len(grid)) * chunks, unit="step", desc=system.name)
+    parts: list[_Run] = []
+    try:
+        for c in range(chunks):
+            sl = slice(c * chunk_size, min(B, (c + 1) * chunk_size))
+            xc = {b: v[sl] for b, v in x.items()}
+            pc = {k: (v[sl] if hasattr(v, "shape") and v.ndim else v) for k, v in p.items()}
+            run = _Run(
+                system,
+                problem,
+                xc,
+                pc,
+                sch or _schemes.get("euler"),
+                "torch" if backend in ("torch", "torchdiffeq") else "numpy",
+                events,
+                gtol,
+                blowup,
+                len(grid),
+            )
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                if backend == "scipy":
+                    _run_scipy(
+                        run, SCIPY_METHODS[method.lower()], grid, rtol, atol, scipy_mode, events, h
+                    )
+                elif backend == "torchdiffeq":
+                    _run_torchdiffeq(run, method, grid, rtol, atol, h)
+                elif fixed:
+                    run.run_fixed(t0, h_fixed, n_steps, save_at, bar)
+                else:
+                    ctrl = controller or StepController(rtol=rtol, atol=atol)
+                    h0 = h if h is not None else (t1 - t0) / 100
+                    run.run_adaptive(grid, h0, ctrl, max_steps, bar)
+            run.stats["evaluations"] = run.field.evaluations
+            parts.append(run)
+    finally:
+        if bar is not None:
+            bar.close()
+    return _assemble(parts, grid, system, backend, scheme, ref)
+
+
+def _assemble(
+    parts: list[_Run],
+    grid: np.ndarray,
+    system: PortHamiltonian,
+    backend: str,
+    scheme: Any,
+    ref: Any,
+) -> Trajectory:
+    torch_out = backend in ("torch", "torchdiffeq")
+    if torch_out:
+        import torch
+
+        def cat(xs: list[Any], axis: int) -> Any:
+            return xs[0] if len(xs) == 1 else torch.cat(xs, axis)
+
+        t = torch.as_tensor(grid, dtype=ref.dtype, device=ref.device)
+    else:
+
+        def cat(xs: list[Any], axis: int) -> Any:
+            return xs[0] if len(xs) == 1 else np.concatenate(xs, axis)
+
+        t = grid
+    names = parts[0].names
+    offset = 0
+    log: list[EventRecord] = []
+    stats: dict[str, Any] = {}
+    for r in parts:
+        log += [EventRecord(e.trajectory + offset, e.time, e.name, e.step) for e in r.log]
+        offset += r.B
+        for k, v in r.stats.items():
+            stats[k] = stats.get(k, 0) + v
+    return Trajectory(
+        t=t,
+        states={b: cat([r.out[b] for r in parts], 1) for b in names},
+        energy=cat([r.H for r in parts], 1),
+        loss=cat([r.F for r in parts], 1),
+        grad_norm=cat([r.G for r in parts], 1),
+        status=np.concatenate([r.status for r in parts]),
+        t_stop=np.concatenate([r.t_stop for r in parts]),
+        events=log,
+        stats=stats,
+        system_name=system.name,
+        scheme=scheme if isinstance(scheme, str) else getattr(scheme, "name", str(scheme)),
+        backend=backend,
+    )

@@ -1,0 +1,206 @@
+"""What an integration returns, and the numeric energy check along it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .events import EventRecord
+
+__all__ = ["EnergyIncrease", "EnergyReport", "Trajectory"]
+
+STATUSES = ("ok", "converged", "diverged", "event")
+
+
+@dataclass(frozen=True)
+class EnergyIncrease:
+    """H rose by ``size`` (> tolerance) on trajectory ``trajectory`` from saved point
+    ``step`` to ``step + 1`` (times ``time`` → next)."""
+
+    trajectory: int
+    step: int
+    time: float
+    size: float
+
+
+@dataclass
+class EnergyReport:
+    """The numeric energy check of a trajectory: every increase of the tracked quantity Q
+    (H, or a declared Lyapunov function) between saved points beyond
+    ``tol·max(1, |Q|)``, and the drift Q(t) − Q(t₀)."""
+
+    quantity: str
+    tol: float
+    increases: list[EnergyIncrease]
+    max_increase: float
+    max_drift: float
+    final_drift: np.ndarray
+    trajectories: int
+
+    @property
+    def nonincreasing(self) -> bool:
+        return not self.increases
+
+    def __str__(self) -> str:
+        lines = [
+            f"{self.quantity} along {self.trajectories} trajectories (tolerance {self.tol:g}):",
+            f"  increases beyond tolerance: {len(self.increases)}"
+            + (f", largest {self.max_increase:.3g}" if self.increases else ""),
+            f"  max |{self.quantity}(t) − {self.quantity}(t0)|: {self.max_drift:.3g}",
+        ]
+        for inc in self.increases[:10]:
+            lines.append(
+                f"    trajectory {inc.trajectory}, step {inc.step}, t = {inc.time:.6g}: "
+                f"+{inc.size:.3g}"
+            )
+        if len(self.increases) > 10:
+            lines.append(f"    … {len(self.increases) - 10} more")
+        return "\n".join(lines)
+
+    def _repr_markdown_(self) -> str:
+        rows = [
+            f"**{self.quantity}** along {self.trajectories} trajectories, tolerance {self.tol:g}",
+            "",
+            "| increases | largest increase | max drift |",
+            "|---|---|---|",
+            f"| {len(self.increases)} | {self.max_increase:.3g} | {self.max_drift:.3g} |",
+        ]
+        return "\n".join(rows)
+
+
+@dataclass
+class Trajectory:
+    """Saved states of a batch of trajectories.
+
+    ``t`` (time,), ``traj[block]`` (time, batch, n), ``energy`` H, ``loss`` F and
+    ``grad_norm`` |∇F|, each (time, batch); ``status`` per trajectory: ``"ok"`` (ran to the
+    end), ``"converged"`` (|∇F| < gtol), ``"diverged"`` (a value became non-finite or beyond
+    the blow-up bound: stopped, its last finite state kept), ``"event"`` (stopped by a
+    terminal event); ``t_stop`` the time of that (NaN for "ok"). A stopped trajectory keeps
+    its stopping state at later saved times. ``events`` lists every event that fired.
+    Arrays are numpy or torch like the input.
+    """
+
+    t: Any
+    states: dict[str, Any]
+    energy: Any
+    loss: Any
+    grad_norm: Any
+    status: np.ndarray
+    t_stop: np.ndarray
+    events: list[EventRecord] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+    system_name: str = ""
+    scheme: str = ""
+    backend: str = ""
+
+    def __getitem__(self, block: str) -> Any:
+        try:
+            return self.states[block]
+        except KeyError:
+            raise KeyError(f"no block {block!r}; saved blocks are {list(self.states)}") from None
+
+    @property
+    def batch(self) -> int:
+        return len(self.status)
+
+    @property
+    def final(self) -> dict[str, Any]:
+        """The last saved state of every block, (batch, n)."""
+        return {b: v[-1] for b, v in self.states.items()}
+
+    def count(self) -> dict[str, int]:
+        """How many trajectories ended in each status."""
+        return {s: int((self.status == s).sum()) for s in STATUSES}
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{k} {v}" for k, v in self.count().items() if v)
+        return (
+            f"Trajectory({self.system_name} with {self.scheme} on {self.backend}: "
+            f"{len(self.t)} saved times in [{float(self.t[0]):g}, {float(self.t[-1]):g}], "
+            f"batch {self.batch} ({counts}), blocks {list(self.states)})"
+        )
+
+    def numpy(self) -> Trajectory:
+        """The same trajectory with numpy arrays."""
+
+        def conv(a: Any) -> Any:
+            return a.detach().cpu().numpy() if hasattr(a, "detach") else a
+
+        return Trajectory(
+            conv(self.t),
+            {b: conv(v) for b, v in self.states.items()},
+            conv(self.energy),
+            conv(self.loss),
+            conv(self.grad_norm),
+            self.status,
+            self.t_stop,
+            self.events,
+            self.stats,
+            self.system_name,
+            self.scheme,
+            "numpy",
+        )
+
+    # -- numeric energy check
+    def energy_report(
+        self, tol: float = 1e-9, quantity: Any = None, name: str | None = None
+    ) -> EnergyReport:
+        """Track H (or ``quantity``, an array (time, batch) such as a Lyapunov function
+        computed from this trajectory) and report every increase between consecutive saved
+        points larger than ``tol·max(1, |Q|)``."""
+        Q = self.energy if quantity is None else quantity
+        Q = np.asarray(Q.detach().cpu().numpy() if hasattr(Q, "detach") else Q, dtype=float)
+        label = name or ("H" if quantity is None else "Q")
+        t = np.asarray(self.numpy().t, dtype=float)
+        rise = Q[1:] - Q[:-1]
+        scale = np.maximum(1.0, np.abs(Q[:-1]))
+        with np.errstate(invalid="ignore"):
+            bad = np.argwhere(rise > tol * scale)
+        incs = [EnergyIncrease(int(j), int(k), float(t[k]), float(rise[k, j])) for k, j in bad]
+        incs.sort(key=lambda e: (e.trajectory, e.step))
+        drift = Q - Q[:1]
+        return EnergyReport(
+            label,
+            tol,
+            incs,
+            max((e.size for e in incs), default=0.0),
+            float(np.nanmax(np.abs(drift))) if drift.size else 0.0,
+            drift[-1],
+            Q.shape[1],
+        )
+
+    # -- plots
+    def plot(
+        self,
+        block: str = "theta",
+        coords: Sequence[int] = (0, 1),
+        ax: Any = None,
+        max_lines: int = 200,
+        **kwargs: Any,
+    ) -> Any:
+        """Paths of coordinates ``coords`` of ``block`` in the plane (matplotlib axes)."""
+        import matplotlib.pyplot as plt
+
+        ax = ax or plt.gca()
+        X = np.asarray(self.numpy()[block])
+        i, j = coords
+        for b in range(min(X.shape[1], max_lines)):
+            ax.plot(X[:, b, i], X[:, b, j], lw=0.8, **kwargs)
+        ax.set_xlabel(f"{block}[{i}]")
+        ax.set_ylabel(f"{block}[{j}]")
+        return ax
+
+    def plot_energy(self, ax: Any = None, max_lines: int = 50, **kwargs: Any) -> Any:
+        """H(t) for the first ``max_lines`` trajectories."""
+        import matplotlib.pyplot as plt
+
+        ax = ax or plt.gca()
+        tr = self.numpy()
+        ax.plot(tr.t, np.asarray(tr.energy)[:, :max_lines], lw=0.8, **kwargs)
+        ax.set_xlabel("t")
+        ax.set_ylabel("H")
+        return ax

@@ -1,0 +1,43 @@
+"""Objectives with known minima, batched for numpy and torch.
+
+Every problem is a :class:`Problem`: ``value(θ)``, ``grad(θ)`` and ``value_and_grad(θ)`` on
+θ of shape (batch, dim) (numpy or torch; dtype and device kept), ``minima``, ``sympy()``,
+``critical_points()`` and ``sample(batch, seed, backend)``.
+
+* Classic functions: :func:`quadratic`, :func:`least_squares` (and
+  :func:`random_least_squares`), :func:`rosenbrock`, :func:`ackley`, :func:`zakharov`,
+  :func:`rastrigin`, :func:`himmelblau`, :func:`beale`.
+* One-neuron networks: :func:`one_neuron`, :func:`poly_two` … :func:`poly_five`.
+* Your own: :func:`from_functions`, :func:`torch_module`, :func:`digits_mlp`.
+"""
+
+from .base import CriticalPoint, CriticalPointsUnavailable, Minimum, Problem
+from .callables import from_functions
+from .functions import ackley, beale, himmelblau, rastrigin, rosenbrock, zakharov
+from .networks import one_neuron, poly_five, poly_four, poly_three, poly_two
+from .quadratics import least_squares, quadratic, random_least_squares
+from .torch_module import digits_mlp, torch_module
+
+__all__ = [
+    "CriticalPoint",
+    "CriticalPointsUnavailable",
+    "Minimum",
+    "Problem",
+    "ackley",
+    "beale",
+    "digits_mlp",
+    "from_functions",
+    "himmelblau",
+    "least_squares",
+    "one_neuron",
+    "poly_five",
+    "poly_four",
+    "poly_three",
+    "poly_two",
+    "quadratic",
+    "random_least_squares",
+    "rastrigin",
+    "rosenbrock",
+    "torch_module",
+    "zakharov",
+]
