@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 __all__ = ["NumericField"]
 
+_H = sp.Symbol("h_step_")  # the step size inside fused sub-steps
+
 State = dict[str, Any]
 
 
@@ -86,13 +88,14 @@ class NumericField:
         coordinate: Sequence[sp.Expr],
         scalar: Sequence[sp.Expr] = (),
         extra: Sequence[Block] = (),
+        extra_params: Sequence[sp.Symbol] = (),
     ) -> Compiled:
         if key not in self._compiled:
             self._compiled[key] = compile_expressions(
                 coordinate,
                 scalar,
                 [*self.system.all_blocks, *extra],
-                [p.symbol for p in self.system.parameters],
+                [*(p.symbol for p in self.system.parameters), *extra_params],
                 self.backend,
             )
         return self._compiled[key]
@@ -107,12 +110,16 @@ class NumericField:
         self._cache.put(theta, F, g)
         return F, g
 
-    def _call(self, fn: Compiled, x: State, t: Any, extra: Mapping[str, Any] | None = None) -> Any:
+    def _call(
+        self, fn: Compiled, x: State, t: Any, extra: Mapping[str, Any] | None = None, h: Any = None
+    ) -> Any:
         F = g = None
         if fn.needs_loss or fn.needs_grad:
             F, g = self.loss_and_grad(x[self.position[0]])
         blocks = dict(x) if extra is None else {**x, **extra}
         params = {self._symbols[k]: v for k, v in self.params.items()}
+        if h is not None:
+            params[_H.name] = h
         return fn(blocks, F, g, t, **params)
 
     def subset(self, index: Any) -> NumericField:
@@ -133,6 +140,25 @@ class NumericField:
         vf = self.system.vector_field
         fn = self._fn(("field", names), [vf[b] for b in names])
         return dict(zip(names, self._call(fn, x, t), strict=True))
+
+    def advance(self, x: State, t: Any, h: Any, blocks: Sequence[str]) -> State:
+        """x_b + h·f_b(x, t) for the given blocks, the other blocks kept: one fused
+        generated function (an Euler-type sub-step, as symplectic schemes take them)."""
+        names = tuple(blocks)
+        key = ("advance", names)
+        if key not in self._compiled:
+            vf = self.system.vector_field
+            coords = [*self.system.all_blocks]
+            if self.system.loss is not None:
+                coords.append(self.system.loss.grad)
+            exprs = [
+                sp.collect(sp.expand(self.system.block(b) + _H * vf[b]), coords) for b in names
+            ]
+            self._fn(key, exprs, extra_params=[_H])
+        fn = self._compiled[key]
+        out = dict(x)
+        out.update(zip(names, self._call(fn, x, t, h=h), strict=True))
+        return out
 
     def energy(self, x: State, t: Any) -> Any:
         fn = self._fn("energy", [], [self.system.hamiltonian])

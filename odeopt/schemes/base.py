@@ -41,6 +41,11 @@ class Field(Protocol):
         """ẋ_b = f_b(x, t) for the requested blocks (all when None)."""
         ...
 
+    def advance(self, x: State, t: Any, h: Any, blocks: Sequence[str]) -> State:
+        """x_b + h·f_b(x, t) for ``blocks`` (others kept): ``axpy(x, h, f(x, t, blocks))``,
+        which a numeric field fuses into one generated function."""
+        ...
+
     def energy(self, x: State, t: Any) -> Any:
         """H(x, t), one value per trajectory."""
         ...

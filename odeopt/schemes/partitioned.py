@@ -11,7 +11,7 @@ from typing import Any
 
 import sympy as sp
 
-from .base import Field, Scheme, State, Step, axpy
+from .base import Field, Scheme, State, Step
 
 __all__ = ["Leapfrog", "SymplecticEuler"]
 
@@ -44,9 +44,9 @@ class SymplecticEuler(Scheme):
             )
         )
         if first:
-            x = axpy(x, h, f(x, t, first))
+            x = f.advance(x, t, h, first)
         if second:
-            x = axpy(x, h, f(x, t, second))
+            x = f.advance(x, t, h, second)
         return Step(x)
 
     def __repr__(self) -> str:
@@ -73,8 +73,8 @@ class Leapfrog(Scheme):
     def step(self, f: Field, x: State, t: Any, h: Any) -> Step:
         half = f.constant(sp.Rational(1, 2))
         if not f.momentum:  # no momentum: the drift alone is explicit Euler
-            return Step(axpy(x, h, f(x, t, f.position)))
-        x = axpy(x, half * h, f(x, t, f.momentum))
-        x = axpy(x, h, f(x, t + half * h, f.position))
-        x = axpy(x, half * h, f(x, t + h, f.momentum))
+            return Step(f.advance(x, t, h, f.position))
+        x = f.advance(x, t, half * h, f.momentum)
+        x = f.advance(x, t + half * h, h, f.position)
+        x = f.advance(x, t + h, half * h, f.momentum)
         return Step(x)

@@ -152,6 +152,12 @@ class SymbolicField:
         sub = self._substitution(x, tt, exprs)
         return {b: self._apply(e, sub) for b, e in zip(names, exprs, strict=True)}
 
+    def advance(self, x: State, tt: Any, h: Any, blocks: Sequence[str]) -> State:
+        out = dict(x)
+        for b, v in self(x, tt, blocks).items():
+            out[b] = x[b] + h * v
+        return out
+
     def energy(self, x: State, tt: Any) -> sp.Expr:
         H = self.system.hamiltonian
         return self._apply(H, self._substitution(x, tt, [H]))
