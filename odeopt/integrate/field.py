@@ -65,15 +65,15 @@ class NumericField:
         self.system = system
         self.objective = objective
         self.backend = backend
-        self.params = dict(params)
         names = [b.name for b in system.all_blocks]
         self.position = (system.loss.block.name,) if system.loss else (system.blocks[0].name,)
         self.momentum = tuple(n for n in names if n not in self.position)
         self.energy_blocks = tuple(b.name for b in system.blocks)
         self._symbols = {p.name: p.symbol.name for p in system.parameters}
+        self.params = params
         self._compiled: dict[Any, Compiled] = {} if shared is None else shared
         self._cache = _Cache()
-        self._count = [0]  # shared with subsets
+        self._count = [0, 0]  # calls, points; shared with subsets
         if backend == "torch":
             import torch
 
@@ -107,8 +107,19 @@ class NumericField:
             return hit
         F, g = self.objective.value_and_grad(theta)
         self._count[0] += 1
+        self._count[1] += theta.shape[0]
         self._cache.put(theta, F, g)
         return F, g
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """Parameter values by the system's keywords (scalars or per-trajectory arrays)."""
+        return self._params
+
+    @params.setter
+    def params(self, values: Mapping[str, Any]) -> None:
+        self._params = dict(values)
+        self._by_symbol = {self._symbols[k]: v for k, v in self._params.items()}
 
     def _call(
         self, fn: Compiled, x: State, t: Any, extra: Mapping[str, Any] | None = None, h: Any = None
@@ -116,11 +127,13 @@ class NumericField:
         F = g = None
         if fn.needs_loss or fn.needs_grad:
             F, g = self.loss_and_grad(x[self.position[0]])
-        blocks = dict(x) if extra is None else {**x, **extra}
-        params = {self._symbols[k]: v for k, v in self.params.items()}
-        if h is not None:
-            params[_H.name] = h
-        return fn(blocks, F, g, t, **params)
+        if extra:
+            x = {**x, **extra}
+        args = [x[b] for b in fn.block_names]
+        pv = self._by_symbol if h is None else {**self._by_symbol, _H.name: h}
+        ref = g if g is not None else args[0]
+        # the generated function directly: names and values were checked when they were set
+        return fn._fn(*args, F, g, t, ref, *(pv[n] for n in fn.parameter_names))
 
     def subset(self, index: Any) -> NumericField:
         """The same field for the trajectories ``index`` (per-trajectory parameters sliced)."""
@@ -131,8 +144,13 @@ class NumericField:
 
     @property
     def evaluations(self) -> int:
-        """How many times the objective was evaluated (this field and its subsets)."""
+        """How many times the objective was called (this field and its subsets)."""
         return self._count[0]
+
+    @property
+    def evaluated_points(self) -> int:
+        """How many θ rows the objective evaluated, summed over calls."""
+        return self._count[1]
 
     # -- the Field protocol
     def __call__(self, x: State, t: Any, blocks: Sequence[str] | None = None) -> State:

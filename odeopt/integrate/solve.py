@@ -850,6 +850,7 @@ def integrate(
                     h0 = h if h is not None else (t1 - t0) / 100
                     run.run_adaptive(grid, h0, ctrl, max_steps, bar)
             run.stats["evaluations"] = run.field.evaluations
+            run.stats["evaluated_points"] = run.field.evaluated_points
             parts.append(run)
     finally:
         if bar is not None:
