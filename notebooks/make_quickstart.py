@@ -58,6 +58,36 @@ cells = [
         "plt.streamplot(X, P, f['theta'].reshape(X.shape), f['p'].reshape(X.shape), color='k')\n"
         "plt.xlabel('theta'); plt.ylabel('p'); plt.title('BBI on F = x²/2, ΔV = -1');"
     ),
+    nbf.v4.new_markdown_cell(
+        "Integrate: 2000 heavy-ball trajectories on Himmelblau, symplectic Euler; the energy "
+        "check along them; which of the four minima each one reaches."
+    ),
+    nbf.v4.new_code_cell(
+        "from odeopt import problems\n"
+        "him = problems.himmelblau()\n"
+        "theta0 = np.random.default_rng(1).uniform(-5, 5, (2000, 2))\n"
+        "traj = oo.integrate(oo.zoo.heavy_ball(friction=1.0), him, {'theta': theta0},\n"
+        "                    t_span=(0.0, 20.0), h=0.01, scheme='symplectic_euler', save=20)\n"
+        "print(traj)\n"
+        "minima = np.array([m.point for m in him.minima], dtype=float)\n"
+        "dist = np.linalg.norm(traj['theta'][-1][:, None] - minima[None], axis=2)\n"
+        "reached = np.bincount(dist.argmin(1)[dist.min(1) < 0.05], minlength=4)\n"
+        "print('trajectories per minimum:', dict(zip(map(tuple, minima.round(2)), reached)))\n"
+        "assert reached.sum() == 2000\n"
+        "traj.plot('theta', max_lines=80); plt.plot(*minima.T, 'r*', ms=12);"
+    ),
+    nbf.v4.new_code_cell(
+        "# the discrete-gradient scheme never lets H rise; explicit Euler does\n"
+        "for scheme in ['euler', 'discrete_gradient']:\n"
+        "    tr = oo.integrate(oo.zoo.heavy_ball(friction=0.3), him, {'theta': theta0[:64]},\n"
+        "                      t_span=(0.0, 3.0), h=0.01, scheme=scheme)\n"
+        "    print(scheme, tr.energy_report(tol=1e-10), sep='\\n')"
+    ),
+    nbf.v4.new_markdown_cell("A scheme run on symbols is the update rule it makes of the ODE."),
+    nbf.v4.new_code_cell(
+        "print(oo.schemes.run_symbolic(oo.zoo.heavy_ball(), 'symplectic_euler'))\n"
+        "[(cp.point, cp.value, cp.kind) for cp in problems.poly_two().critical_points()]"
+    ),
 ]
 nb = nbf.v4.new_notebook(cells=cells)
 nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}

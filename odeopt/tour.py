@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import sympy as sp
 
-from . import zoo
+from . import problems, zoo
+from .integrate import integrate
 from .symbolic import PortHamiltonian
 from .symbolic.system import compiled_expression
 
@@ -97,6 +98,97 @@ def _phase_portraits(systems: list[PortHamiltonian], path: Path) -> None:
     plt.close(fig)
 
 
+def measured_orders(hs: tuple[float, ...] = (0.1, 0.05, 0.025, 0.0125)) -> dict[str, float]:
+    """Slope of log error against log h at T = 1 for the frictionless oscillator
+    (heavy ball, m = 1, γ = 0, F = ½θ²), whose solution is θ₀ cos t + p₀ sin t."""
+    system = zoo.heavy_ball(mass=1.0, friction=0.0)
+    th0, p0 = np.array([[1.0]]), np.array([[0.5]])
+    exact = th0 * np.cos(1.0) + p0 * np.sin(1.0)
+    out = {}
+    for scheme in (
+        "euler",
+        "symplectic_euler",
+        "symplectic_euler_q",
+        "leapfrog",
+        "rk4",
+        "discrete_gradient",
+    ):
+        errors = []
+        for h in hs:
+            tr = integrate(
+                system,
+                problems.quadratic(1),
+                {"theta": th0, "p": p0},
+                t_span=(0.0, 1.0),
+                steps=round(1 / h),
+                scheme=scheme,
+                save="final",
+            )
+            errors.append(float(np.abs(tr["theta"][-1] - exact).max()))
+        out[scheme] = float(np.polyfit(np.log(hs), np.log(errors), 1)[0])
+    return out
+
+
+def _basins(path: Path) -> list[str]:
+    """Heavy ball and BBI on Himmelblau from a 20 × 20 grid of starts: which minimum each
+    trajectory reaches, and the paths over the level sets of F."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    problem = problems.himmelblau()
+    minima = np.array([m.point for m in problem.minima], dtype=float)
+    grid = np.linspace(-5, 5, 20)
+    X, Y = np.meshgrid(grid, grid)
+    th0 = np.stack([X.ravel(), Y.ravel()], 1)
+    runs = {
+        "heavy_ball": (zoo.heavy_ball(mass=1.0, friction=1.0), "symplectic_euler", 0.01, 2000),
+        "bbi": (zoo.bbi(delta_v=-1.0), "leapfrog", 0.002, 5000),
+    }
+    lines = [
+        "| system | scheme | "
+        + " | ".join(f"({a:.2f}, {b:.2f})" for a, b in minima)
+        + " | elsewhere | diverged |",
+        "|---" * (len(minima) + 4) + "|",
+    ]
+    fig, axes = plt.subplots(1, len(runs), figsize=(5.5 * len(runs), 5))
+    gx = np.linspace(-6, 6, 200)
+    GX, GY = np.meshgrid(gx, gx)
+    Fgrid = problem.value(np.stack([GX.ravel(), GY.ravel()], 1)).reshape(GX.shape)
+    for ax, (name, (system, scheme, h, steps)) in zip(axes, runs.items(), strict=True):
+        tr = integrate(
+            system,
+            problem,
+            {"theta": th0},
+            steps=steps,
+            h=h,
+            scheme=scheme,
+            save=max(1, steps // 200),
+        )
+        end = tr["theta"][-1]
+        dist = np.linalg.norm(end[:, None, :] - minima[None], axis=2)
+        near = dist.min(1) < 0.05
+        which = np.where(near, dist.argmin(1), -1)
+        ok = tr.status != "diverged"
+        counts = [int(((which == k) & ok).sum()) for k in range(len(minima))]
+        lines.append(
+            f"| {name} | {scheme} | "
+            + " | ".join(map(str, counts))
+            + f" | {int(((which < 0) & ok).sum())} | {int((~ok).sum())} |"
+        )
+        ax.contour(GX, GY, np.log1p(Fgrid), levels=25, cmap="Greys", linewidths=0.6)
+        tr.plot("theta", ax=ax, max_lines=60, alpha=0.7)
+        ax.plot(minima[:, 0], minima[:, 1], "r*", ms=12)
+        ax.set_title(f"{name} ({scheme}, h = {h}) on Himmelblau")
+        ax.set_xlim(-6, 6)
+        ax.set_ylim(-6, 6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return lines
+
+
 def run_tour(out: Path) -> Path:
     """Run the tour and write ``out/report.md`` (and figures); returns the report's path."""
     out.mkdir(parents=True, exist_ok=True)
@@ -125,6 +217,52 @@ def run_tour(out: Path) -> Path:
     figure = out / "phase_portraits.png"
     _phase_portraits(systems, figure)
     lines += ["## Phase portraits", "", f"![phase portraits]({figure.name})", ""]
+
+    print("  integrating: orders of convergence, energy, basins on Himmelblau")
+    orders = measured_orders()
+    lines += [
+        "## Schemes: measured orders of convergence",
+        "",
+        "Slope of log |error| against log h on the frictionless oscillator (T = 1, "
+        "h = 0.1 … 0.0125).",
+        "",
+        "| scheme | measured order |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {v:.2f} |" for k, v in orders.items()]
+    system = zoo.heavy_ball(mass=1.0, friction=0.3)
+    th0 = np.random.default_rng(0).uniform(-4, 4, (64, 2))
+    energy_lines = [
+        "",
+        "## Discrete energy along trajectories",
+        "",
+        "Heavy ball (γ = 0.3) on Himmelblau, 64 random starts, t ∈ [0, 3], "
+        "h = 0.01: increases of H between steps beyond 1e-10·max(1, |H|).",
+        "",
+        "| scheme | steps with H increasing | largest increase |",
+        "|---|---|---|",
+    ]
+    for scheme in ("euler", "symplectic_euler", "discrete_gradient"):
+        tr = integrate(
+            system, problems.himmelblau(), {"theta": th0}, t_span=(0, 3), h=0.01, scheme=scheme
+        )
+        rep = tr.energy_report(tol=1e-10)
+        energy_lines.append(f"| {scheme} | {len(rep.increases)} | {rep.max_increase:.2e} |")
+    lines += energy_lines
+    basin_fig = out / "himmelblau_paths.png"
+    lines += ["", "## Which minimum? Himmelblau from a 20 × 20 grid of starts in [−5, 5]²", ""]
+    lines += _basins(basin_fig)
+    lines += ["", f"![paths on Himmelblau]({basin_fig.name})", ""]
+    lines += [
+        "## Critical points, computed: polyThree (Bensaid's one-neuron network)",
+        "",
+        "| (w, b) | R | kind |",
+        "|---|---|---|",
+    ]
+    for cp in problems.poly_three().critical_points():
+        pt = ", ".join(str(c) for c in cp.point)
+        lines.append(f"| ({pt}) | {cp.value} | {cp.kind} |")
+    lines.append("")
     lines.append(f"_Generated in {time.perf_counter() - started:.1f} s._")
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n", encoding="utf-8")

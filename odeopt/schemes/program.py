@@ -315,6 +315,7 @@ def run_symbolic(system: PortHamiltonian, scheme: Scheme | str) -> Program:
     h = sp.Symbol("h", positive=True)
     x = {b.name: b for b in system.all_blocks}
     step = scheme.step(f, x, t, h)
-    outputs = {b: sp.sympify(v) for b, v in step.x.items()}
+    named = {a.expr: a.target for a in f.instructions if isinstance(a, Assignment)}
+    outputs = {b: named.get(sp.sympify(v), sp.sympify(v)) for b, v in step.x.items()}
     error = None if step.error is None else {b: sp.sympify(v) for b, v in step.error.items()}
     return Program(system, scheme, h, f.instructions, outputs, error, step.info.get("unknowns"))
