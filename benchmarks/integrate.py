@@ -168,7 +168,7 @@ def main() -> None:
     # equal error: interpolate time vs log error for each method at the common error levels
     er_rows = [(e, tt) for n, _, e, tt, _ in rows if n == "euler_richardson"]
     dp_rows = [(e, tt) for n, _, e, tt, _ in rows if n != "euler_richardson"]
-    for target in (1e-4, 1e-6):
+    for target in (1e-3, 1e-4):  # inside both methods' measured error ranges
 
         def at(rs, target=target):
             es = np.log10([r[0] for r in rs])

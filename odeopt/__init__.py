@@ -6,6 +6,7 @@ later stages) integrate it, discretize it and export the update rule as a torch 
 
 from . import schemes, zoo
 from .errors import StructureError
+from .export import UpdateRule, discretize
 from .integrate import Event, Trajectory, integrate
 from .symbolic import (
     Block,
@@ -29,7 +30,9 @@ __all__ = [
     "PortHamiltonian",
     "StructureError",
     "Trajectory",
+    "UpdateRule",
     "blocks",
+    "discretize",
     "inner",
     "integrate",
     "loss",
