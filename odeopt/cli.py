@@ -1,4 +1,4 @@
-"""The ``odeopt`` command line: list, show NAME, tour."""
+"""The ``odeopt`` command line: list, show NAME, derive NAME, export NAME, tour."""
 
 from __future__ import annotations
 
@@ -48,6 +48,39 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rule(args: argparse.Namespace):  # noqa: ANN202 - an UpdateRule
+    from .export import discretize
+
+    system = zoo.get(args.name, **_parse_params(args.param))
+    return discretize(system, args.scheme)
+
+
+def cmd_derive(args: argparse.Namespace) -> int:
+    try:
+        rule = _rule(args)
+    except (KeyError, TypeError, ValueError) as exc:
+        print(f"odeopt: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
+        return 2
+    print(rule)
+    print(f"identified: {rule.identify()}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    try:
+        rule = _rule(args)
+        source = rule.to_source()
+    except (KeyError, TypeError, ValueError, NotImplementedError) as exc:
+        print(f"odeopt: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
+        return 2
+    Path(args.output).write_text(source, encoding="utf-8")
+    print(
+        f"wrote {args.output}: {rule.system.name} with {rule.scheme.name} "
+        "as a torch.optim.Optimizer"
+    )
+    return 0
+
+
 def cmd_tour(args: argparse.Namespace) -> int:
     from .tour import run_tour
 
@@ -66,6 +99,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     p.set_defaults(func=cmd_show)
+    for name, helptext, func in (
+        ("derive", "print the update rule a scheme makes of a system", cmd_derive),
+        ("export", "write the rule as a torch.optim.Optimizer in a .py file", cmd_export),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("name")
+        p.add_argument("--scheme", default="symplectic_euler")
+        p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+        if name == "export":
+            p.add_argument("-o", "--output", required=True, metavar="FILE.py")
+        p.set_defaults(func=func)
     p = sub.add_parser("tour", help="run the whole pipeline on built-in defaults; write a report")
     p.add_argument("--out", default="odeopt-tour", help="report folder (default: odeopt-tour)")
     p.set_defaults(func=cmd_tour)

@@ -226,6 +226,33 @@ class UpdateRule:
             "g + μb' (Nesterov)",
         )
 
+    # -- export
+    def to_source(self, name: str | None = None) -> str:
+        """A self-contained Python module (it imports only torch) defining a
+        torch.optim.Optimizer subclass that applies this rule; see :func:`to_torch`."""
+        from .torch_source import to_source
+
+        return to_source(self, name)
+
+    def to_torch(self, name: str | None = None) -> type:
+        """The optimizer class, built by executing :meth:`to_source`.
+
+        ``Opt = rule.to_torch(); opt = Opt(params, lr=h, mass=1.0, friction=0.5)``: lr is the
+        step h, the system's parameters are keyword arguments and param-group keys.
+        """
+        import types
+
+        from .torch_source import class_name
+
+        source = self.to_source(name)
+        cls = name or class_name(self)
+        module = types.ModuleType(f"odeopt_generated_{cls}")
+        module.__file__ = f"<odeopt {cls}>"
+        exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102
+        made = module.__dict__[cls]
+        made.source = source
+        return made
+
 
 def discretize(system: PortHamiltonian, scheme: str | Scheme) -> UpdateRule:
     """The update rule that ``scheme`` makes of ``system``: run the scheme on sympy symbols."""

@@ -1,0 +1,657 @@
+"""Write an update rule as a self-contained torch.optim.Optimizer (a .py file needing torch only).
+
+Every per-coordinate expression of the rule is linearised into one sequence of elementwise
+operations (multiply by a scalar, add with ``alpha``, …). That one sequence is printed twice:
+as ``torch._foreach_*`` calls on lists of tensors (the foreach path) and as a loop of the same
+tensor operations per parameter (the per-parameter path), so both paths compute the same
+operations in the same order and agree exactly. Coordinate-free subexpressions (the step h,
+the system's parameters, the loss, reductions) are Python floats, computed per param group.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import sympy as sp
+from sympy.printing.pycode import PythonCodePrinter
+
+from ..schemes.program import Assignment, Evaluation
+from ..symbolic.language import Reduction, Time
+
+if TYPE_CHECKING:
+    from .rule import UpdateRule
+
+__all__ = ["class_name", "to_source"]
+
+_FUNCS = {
+    sp.exp: "exp",
+    sp.log: "log",
+    sp.Abs: "abs",
+    sp.sign: "sign",
+    sp.tanh: "tanh",
+    sp.sin: "sin",
+    sp.cos: "cos",
+}
+
+
+def class_name(rule: UpdateRule) -> str:
+    words = re.split(r"[^0-9a-zA-Z]+", f"{rule.system.name} {rule.scheme.name}")
+    return "".join(w[:1].upper() + w[1:] for w in words if w) or "Rule"
+
+
+@dataclass
+class _Lin:
+    """Linearises per-coordinate expressions into elementwise ops on tensor lists."""
+
+    lists: dict[sp.Symbol, str]  # coordinate symbol -> expression giving its list
+    scalar_name: Any  # callable: coordinate-free expr -> scalar variable name
+    ops: list[tuple[Any, ...]] = field(default_factory=list)
+    counter: int = 0
+
+    def fresh(self) -> str:
+        self.counter += 1
+        return f'G["_t{self.counter}"]'
+
+    def coordinate(self, e: sp.Expr) -> bool:
+        for s in e.free_symbols:
+            if s in self.lists:
+                return True
+            if isinstance(s, Reduction):
+                continue
+        return False
+
+    def lin(self, e: sp.Expr) -> tuple[str, bool]:
+        """(list expression, fresh) for a per-coordinate expression."""
+        if e in self.lists:
+            return self.lists[e], False
+        if isinstance(e, sp.Add):
+            tensor = [a for a in e.args if self.coordinate(a)]
+            scalar = [a for a in e.args if not self.coordinate(a)]
+            acc, fresh = None, False
+            for term in tensor:
+                c, rest = term.as_independent(*self.lists, as_Add=False)
+                y, _ = self.lin(rest)
+                if acc is None:
+                    if c == 1:
+                        acc, fresh = y, False
+                    else:
+                        out = self.fresh()
+                        self.ops.append(("mul_s", out, y, self.scalar_name(c)))
+                        acc, fresh = out, True
+                    continue
+                alpha = None if c == 1 else self.scalar_name(c)
+                out = acc if fresh else self.fresh()
+                self.ops.append(("add", out, acc, y, alpha, fresh))
+                acc, fresh = out, True
+            if scalar:
+                s = self.scalar_name(sp.Add(*scalar))
+                out = acc if fresh else self.fresh()
+                self.ops.append(("add_s", out, acc, s, fresh))
+                acc, fresh = out, True
+            assert acc is not None
+            return acc, fresh
+        if isinstance(e, sp.Mul):
+            c, rest = e.as_independent(*self.lists, as_Add=False)
+            factors = list(sp.Mul.make_args(rest))
+            acc, fresh = self.lin(factors[0])
+            for f in factors[1:]:
+                if isinstance(f, sp.Pow) and f.exp == -1:
+                    y, _ = self.lin(f.base)
+                    kind = "div"
+                else:
+                    y, _ = self.lin(f)
+                    kind = "mul"
+                out = acc if fresh else self.fresh()
+                self.ops.append((kind, out, acc, y, fresh))
+                acc, fresh = out, True
+            if c != 1:
+                out = acc if fresh else self.fresh()
+                self.ops.append(("mul_s", out, acc, self.scalar_name(c), fresh))
+                acc, fresh = out, True
+            return acc, fresh
+        if isinstance(e, sp.Pow):
+            x, _ = self.lin(e.base)
+            out = self.fresh()
+            if e.exp == 2:
+                self.ops.append(("mul", out, x, x, False))
+            elif e.exp == sp.Rational(1, 2):
+                self.ops.append(("func", out, "sqrt", x))
+            elif e.exp == -1:
+                self.ops.append(("func", out, "reciprocal", x))
+            else:
+                self.ops.append(("pow_s", out, x, self.scalar_name(e.exp)))
+            return out, True
+        if isinstance(e, sp.Function) and e.func in _FUNCS and len(e.args) == 1:
+            x, _ = self.lin(e.args[0])
+            out = self.fresh()
+            self.ops.append(("func", out, _FUNCS[e.func], x))
+            return out, True
+        raise NotImplementedError(f"odeopt cannot export the per-coordinate expression {e}")
+
+
+def _print_ops(ops: list[tuple[Any, ...]], foreach: bool, indent: str) -> list[str]:
+    out = []
+    for op in ops:
+        kind = op[0]
+        if foreach:
+            if kind == "mul_s":
+                o, x, s = op[1:4]
+                inplace = len(op) > 4 and op[4]
+                out.append(
+                    f"torch._foreach_mul_({x}, {s})"
+                    if inplace
+                    else f"{o} = torch._foreach_mul({x}, {s})"
+                )
+            elif kind == "add":
+                o, x, y, alpha, inplace = op[1:]
+                a = f", alpha={alpha}" if alpha else ""
+                out.append(
+                    f"torch._foreach_add_({x}, {y}{a})"
+                    if inplace
+                    else f"{o} = torch._foreach_add({x}, {y}{a})"
+                )
+            elif kind == "add_s":
+                o, x, s, inplace = op[1:]
+                out.append(
+                    f"torch._foreach_add_({x}, {s})"
+                    if inplace
+                    else f"{o} = torch._foreach_add({x}, {s})"
+                )
+            elif kind in ("mul", "div"):
+                o, x, y, inplace = op[1:]
+                out.append(
+                    f"torch._foreach_{kind}_({x}, {y})"
+                    if inplace
+                    else f"{o} = torch._foreach_{kind}({x}, {y})"
+                )
+            elif kind == "func":
+                o, name, x = op[1:]
+                out.append(f"{o} = torch._foreach_{name}({x})")
+            elif kind == "pow_s":
+                o, x, s = op[1:]
+                out.append(f"{o} = torch._foreach_pow({x}, {s})")
+        else:
+            if kind == "mul_s":
+                o, x, s = op[1:4]
+                inplace = len(op) > 4 and op[4]
+                out.append(
+                    f"for a in {x}: a.mul_({s})" if inplace else f"{o} = [a.mul({s}) for a in {x}]"
+                )
+            elif kind == "add":
+                o, x, y, alpha, inplace = op[1:]
+                a = f", alpha={alpha}" if alpha else ""
+                out.append(
+                    f"for a, b in zip({x}, {y}): a.add_(b{a})"
+                    if inplace
+                    else f"{o} = [a.add(b{a}) for a, b in zip({x}, {y})]"
+                )
+            elif kind == "add_s":
+                o, x, s, inplace = op[1:]
+                out.append(
+                    f"for a in {x}: a.add_({s})" if inplace else f"{o} = [a.add({s}) for a in {x}]"
+                )
+            elif kind in ("mul", "div"):
+                o, x, y, inplace = op[1:]
+                out.append(
+                    f"for a, b in zip({x}, {y}): a.{kind}_(b)"
+                    if inplace
+                    else f"{o} = [a.{kind}(b) for a, b in zip({x}, {y})]"
+                )
+            elif kind == "func":
+                o, name, x = op[1:]
+                out.append(f"{o} = [torch.{name}(a) for a in {x}]")
+            elif kind == "pow_s":
+                o, x, s = op[1:]
+                out.append(f"{o} = [torch.pow(a, {s}) for a in {x}]")
+    return [indent + line for line in out]
+
+
+class _ScalarPrinter(PythonCodePrinter):
+    def _print_Symbol(self, expr: sp.Symbol) -> str:
+        return self._names[expr]
+
+    def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
+        if expr.exp == 2:
+            b = self.parenthesize(expr.base, sp.printing.precedence.PRECEDENCE["Mul"])
+            return f"({b}*{b})"
+        return super()._print_Pow(expr, rational=rational)
+
+
+def _identifier(name: str) -> str:
+    name = re.sub(r"\W", "_", name)
+    return name + "_" if keyword.iskeyword(name) or not name.isidentifier() else name
+
+
+def to_source(rule: UpdateRule, name: str | None = None) -> str:
+    """The text of a Python module defining a torch.optim.Optimizer for ``rule``."""
+    program = rule.program
+    sys_ = rule.system
+    if program.unknowns:
+        raise NotImplementedError(
+            f"{rule.scheme.name} is implicit (a nonlinear solve per step); odeopt exports "
+            "explicit rules"
+        )
+    if program.error is not None:
+        raise NotImplementedError(
+            f"{rule.scheme.name} is adaptive; export its fixed-step rule or an energy-controlled "
+            "optimizer instead"
+        )
+    if sys_.loss is None:
+        raise ValueError(f"{sys_.name} has no loss; an optimizer needs one")
+    cls = name or class_name(rule)
+    theta = sys_.loss.block
+    state_blocks = [b for b in sys_.all_blocks if b != theta]
+    keywords = {p.symbol: _identifier(p.name) for p in sys_.parameters}
+    if "lr" in keywords.values():
+        raise ValueError("a system parameter may not be called 'lr' (it is the step h)")
+
+    # symbols → code
+    lists: dict[sp.Symbol, str] = {theta: 'G["theta"]', sys_.loss.grad: 'G["g"]'}
+    for b in state_blocks:
+        lists[b] = f'G["{b.name}"]'
+    scalars: dict[sp.Symbol, str] = {rule.h: "lr"}
+    for sym, kw in keywords.items():
+        scalars[sym] = kw
+    scalars[sys_.loss] = "F"
+    uses_time = False
+    hoisted: dict[sp.Expr, str] = {}
+    stage_scalars: list[tuple[str, sp.Expr]] = []
+    printer = _ScalarPrinter({"fully_qualified_modules": True})
+
+    def scalar_name(e: sp.Expr) -> str:
+        e = sp.sympify(e)
+        if e.is_Number:
+            return repr(float(e))
+        if e in scalars:
+            return scalars[e]
+        if e not in hoisted:
+            hoisted[e] = f"s{len(hoisted)}"
+            stage_scalars.append((hoisted[e], e))
+        return hoisted[e]
+
+    lin = _Lin(lists, scalar_name)
+    stages: list[tuple[str, Any]] = []  # ("group", ops, scalars) | ("raw", lines)
+
+    def emit_group(ops_before: int, scal_before: int) -> None:
+        stages.append(("group", lin.ops[ops_before:], stage_scalars[scal_before:]))
+        hoisted.clear()  # scalars are per group and per stage: the next stage recomputes them
+
+    def reductions_in(e: sp.Expr) -> list[Reduction]:
+        return sorted(
+            (s for s in e.free_symbols if isinstance(s, Reduction) and s not in scalars),
+            key=sp.default_sort_key,
+        )
+
+    def prepare(e: sp.Expr) -> sp.Expr:
+        nonlocal uses_time
+        e = sp.sympify(e)
+        if any(isinstance(s, Time) for s in e.free_symbols):
+            uses_time = True
+            for s in e.free_symbols:
+                if isinstance(s, Time):
+                    scalars[s] = "t"
+        for r in reductions_in(e):
+            k = len([v for v in scalars.values() if v.startswith("r")])
+            rname = f"r{k}"
+            o0, s0 = len(lin.ops), len(stage_scalars)
+            summand = prepare(r.summand)
+            lst, _ = lin.lin(_collect(summand, lists))
+            emit_group(o0, s0)
+            stages.append(("reduce", rname, lst))
+            scalars[r] = rname
+        unknown = [
+            s
+            for s in e.free_symbols
+            if s not in scalars and s not in lists and not isinstance(s, Reduction)
+        ]
+        if unknown:
+            raise NotImplementedError(f"cannot export symbol(s) {unknown} of {e}")
+        return e
+
+    for ins in program.instructions:
+        if isinstance(ins, Evaluation):
+            if ins.theta == theta:
+                continue
+            k = len([s for s in stages if s[0] == "evaluate"]) + 1
+            gname, fname = f'G["g_{k}"]', f"F_{k}"
+            lists[ins.loss.grad] = gname
+            scalars[ins.loss] = fname
+            stages.append(("evaluate", ins.theta.name, f"g_{k}", fname))
+            continue
+        assert isinstance(ins, Assignment)
+        expr = prepare(ins.expr)
+        o0, s0 = len(lin.ops), len(stage_scalars)
+        lst, fresh = lin.lin(_collect(expr, lists))
+        target = f'G["{ins.target.name}"]'
+        if fresh:
+            lin.ops.append(("rename", target, lst))
+        else:
+            lin.ops.append(("alias", target, lst))
+        lists[ins.target] = target
+        emit_group(o0, s0)
+
+    # outputs: states first (they may read θ), then θ in place
+    o0, s0 = len(lin.ops), len(stage_scalars)
+    new_state: dict[str, str] = {}
+    for b in state_blocks:
+        e = prepare(program.outputs[b.name])
+        if e == b:
+            continue
+        lst, fresh = lin.lin(_collect(e, lists))
+        if not fresh and lst in [lists[x] for x in state_blocks] + ['G["theta"]', 'G["g"]']:
+            out = f'G["new_{b.name}"]'
+            lin.ops.append(("clone", out, lst))
+            lst = out
+        new_state[b.name] = lst
+        lin.ops.append(("alias", f'G["new_{b.name}"]', lst))
+    e_theta = prepare(program.outputs[theta.name])
+    step_expr = sp.expand(e_theta - theta)
+    theta_inplace = not step_expr.has(theta)
+    if theta_inplace:
+        c, rest = (sp.Integer(1), step_expr)
+        if isinstance(step_expr, sp.Mul):
+            c, rest = step_expr.as_independent(*lists, as_Add=False)
+        lst, _ = lin.lin(_collect(rest, lists))
+        alpha = None if c == 1 else scalar_name(c)
+        lin.ops.append(("theta_add", lst, alpha))
+    else:
+        lst, _ = lin.lin(_collect(e_theta, lists))
+        lin.ops.append(("theta_copy", lst))
+    emit_group(o0, s0)
+
+    needs_closure = any(s[0] == "evaluate" for s in stages)
+    needs_loss = rule.needs_loss
+    defaults = {
+        kw: sys_.parameter(p.name).default
+        for p, kw in zip(sys_.parameters, keywords.values(), strict=True)
+    }
+    checks = []
+    for p in sys_.parameters:
+        kw = keywords[p.symbol]
+        a = p.symbol.assumptions0
+        if a.get("positive"):
+            checks.append((kw, f"{kw} > 0", "positive"))
+        elif a.get("nonnegative"):
+            checks.append((kw, f"{kw} >= 0", "nonnegative"))
+
+    def path(foreach: bool) -> list[str]:
+        lines: list[str] = []
+        ind = "        "
+        for stage in stages:
+            kind = stage[0]
+            if kind == "group":
+                ops, scal = stage[1], stage[2]
+                if not ops and not scal:
+                    continue
+                lines.append("    for G in groups:")
+                for kw in keywords.values():
+                    lines.append(f'{ind}{kw} = G["{kw}"]')
+                lines.append(f'{ind}lr = G["lr"]')
+                if uses_time:
+                    lines.append(f'{ind}t = G["t"]')
+                for nm, e in scal:
+                    printer._names = scalars
+                    lines.append(f"{ind}{nm} = {printer.doprint(e)}")
+                lines += _print_special(ops, foreach, ind)
+            elif kind == "reduce":
+                _, rname, lst = stage
+                lines.append(f"    {rname} = 0.0")
+                lines.append("    for G in groups:")
+                lines.append(f"        {rname} += _total({lst})")
+                lines.append(f"    {rname} = _reduce_global({rname}, process_group)")
+            elif kind == "evaluate":
+                _, th_key, gkey, fname = stage
+                lines.append(f"    {fname}, _g = _evaluate(groups, {th_key!r}, closure, maximize)")
+                lines.append(f"    for G, gs in zip(groups, _g): G[{gkey!r}] = gs")
+        return lines
+
+    foreach_lines = path(True)
+    single_lines = path(False)
+
+    doc = str(rule).replace('"""', "'''")
+    src: list[str] = []
+    src.append(f'"""{cls}: {sys_.name} discretized by {rule.scheme.name}, exported by odeopt.')
+    src.append("")
+    src.append("The update rule (h is the learning rate lr):")
+    src.append("")
+    src += ["    " + line for line in doc.splitlines()]
+    src.append("")
+    src.append(
+        "Needs only torch. Group keys: lr (the step h), "
+        + ", ".join(keywords.values())
+        + (", " if keywords else "")
+        + "maximize, foreach, check_finite, skip_nonfinite."
+    )
+    src.append('"""')
+    src.append("")
+    src.append("import math")
+    src.append("")
+    src.append("import torch")
+    src.append("from torch.optim import Optimizer")
+    src.append("")
+    src.append(f"__all__ = [{cls!r}]")
+    src.append("")
+    src.append(f"NEEDS_CLOSURE = {needs_closure}")
+    src.append(f"NEEDS_LOSS = {needs_loss}")
+    src.append(f"STATE_BLOCKS = {[b.name for b in state_blocks]!r}")
+    src.append(_RUNTIME)
+    for label, lines in (("foreach", foreach_lines), ("single", single_lines)):
+        src.append("")
+        src.append("")
+        src.append(f"def _step_{label}(groups, F, closure, maximize, process_group):")
+        how = "torch._foreach_* ops" if label == "foreach" else "a loop per parameter"
+        src.append(f'    """One step on all groups ({how})."""')
+        src += lines or ["    pass"]
+    src.append("")
+    src.append("")
+    src.append(
+        _CLASS_TEMPLATE.format(
+            cls=cls,
+            system=sys_.name,
+            scheme=rule.scheme.name,
+            signature="".join(f", {kw}={defaults[kw]!r}" for kw in keywords.values()),
+            keys="".join(f", {kw}={kw}" for kw in keywords.values()),
+            checks="".join(
+                f'        if not ({cond}):\n            raise ValueError(f"{kw} must be {what}, '
+                f'got {{{kw}}}")\n'
+                for kw, cond, what in checks
+            ),
+            group_checks="".join(
+                f"            if not ({cond.replace(kw, 'group[' + repr(kw) + ']')}):\n"
+                f'                raise ValueError(f"{kw} must be {what}, got {{group[{kw!r}]}}")\n'
+                for kw, cond, what in checks
+            ),
+            uses_time=uses_time,
+        )
+    )
+    return "\n".join(src) + "\n"
+
+
+def _collect(e: sp.Expr, lists: dict[sp.Symbol, str]) -> sp.Expr:
+    coords = sorted((s for s in e.free_symbols if s in lists), key=lambda s: str(s))
+    return sp.collect(sp.expand(e), coords, evaluate=True) if coords else e
+
+
+def _print_special(ops: list[tuple[Any, ...]], foreach: bool, ind: str) -> list[str]:
+    lines: list[str] = []
+    plain: list[tuple[Any, ...]] = []
+
+    def flush() -> None:
+        lines.extend(_print_ops(plain, foreach, ind))
+        plain.clear()
+
+    for op in ops:
+        kind = op[0]
+        if kind in ("rename", "alias"):
+            flush()
+            lines.append(f"{ind}{op[1]} = {op[2]}")
+        elif kind == "clone":
+            flush()
+            lines.append(f"{ind}{op[1]} = [a.clone() for a in {op[2]}]")
+        elif kind == "theta_add":
+            flush()
+            lst, alpha = op[1], op[2]
+            a = f", alpha={alpha}" if alpha else ""
+            if foreach:
+                lines.append(f'{ind}torch._foreach_add_(G["theta"], {lst}{a})')
+            else:
+                lines.append(f'{ind}for a, b in zip(G["theta"], {lst}): a.add_(b{a})')
+        elif kind == "theta_copy":
+            flush()
+            lines.append(f'{ind}for a, b in zip(G["theta"], {op[1]}): a.copy_(b)')
+        else:
+            plain.append(op)
+    flush()
+    return lines
+
+
+_RUNTIME = '''
+
+def _total(tensors):
+    """Σ over the tensors and their elements, accumulated in float64."""
+    return float(torch.stack([a.sum(dtype=torch.float64) for a in tensors]).sum())
+
+
+def _reduce_global(value, process_group):
+    """Sum a reduction over the ranks of ``process_group`` when torch.distributed runs."""
+    if (process_group is not None and torch.distributed.is_available()
+            and torch.distributed.is_initialized()):
+        t = torch.tensor([value], dtype=torch.float64)
+        torch.distributed.all_reduce(t, group=process_group)
+        return float(t[0])
+    return value
+
+
+def _evaluate(groups, theta_key, closure, maximize):
+    """F and ∇F at the parameter values ``G[theta_key]`` (the parameters are restored)."""
+    saved = [[p.detach().clone() for p in G["theta"]] for G in groups]
+    for G in groups:
+        for p, v in zip(G["theta"], G[theta_key]):
+            p.copy_(v)
+            p.grad = None
+    with torch.enable_grad():
+        loss = closure()
+    grads = []
+    for G in groups:
+        gs = []
+        for p in G["theta"]:
+            g = torch.zeros_like(p) if p.grad is None else p.grad.detach().clone()
+            gs.append(g.neg_() if maximize else g)
+        grads.append(gs)
+    for G, sv in zip(groups, saved):
+        for p, v in zip(G["theta"], sv):
+            p.copy_(v)
+    F = float(loss)
+    if not math.isfinite(F):
+        raise FloatingPointError(f"the loss is not finite ({F}) at an intermediate stage")
+    return (-F if maximize else F), grads
+'''
+
+_CLASS_TEMPLATE = '''class {cls}(Optimizer):
+    """{system} with {scheme}, as a torch.optim.Optimizer (generated by odeopt).
+
+    lr is the time step h (schedulers scale it); the system's parameters are group keys.
+    The state of each parameter holds the system's other blocks ({{STATE}}), zero at start.
+    A closure is required when the rule needs the loss or several gradient evaluations.
+    Non-finite gradients or loss raise FloatingPointError naming the parameter, unless
+    ``skip_nonfinite=True`` (then the step is skipped and counted in ``skipped_steps``).
+    Reductions (|p|², the loss) are global over all groups, and over the ranks of
+    ``process_group`` when given (each rank holding a shard of the parameters).
+    """
+
+    def __init__(self, params, lr=1e-3{signature}, *, maximize=False, foreach=None,
+                 check_finite=True, skip_nonfinite=False, process_group=None):
+        if not (isinstance(lr, (int, float, torch.Tensor)) and float(lr) > 0):
+            raise ValueError(f"lr (the step h) must be a positive number, got {{lr}}")
+{checks}        defaults = dict(lr=lr{keys}, maximize=maximize, foreach=foreach,
+                        check_finite=check_finite, skip_nonfinite=skip_nonfinite)
+        super().__init__(params, defaults)
+        self.process_group = process_group
+        self.skipped_steps = 0
+
+    def _groups(self):
+        groups = []
+        for gi, group in enumerate(self.param_groups):
+{group_checks}            G = {{k: v for k, v in group.items() if k != "params"}}
+            G["theta"], G["g"] = [], []
+            for b in STATE_BLOCKS:
+                G[b] = []
+            for pi, p in enumerate(group["params"]):
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise RuntimeError(
+                        f"{cls} does not support sparse gradients "
+                        f"(parameter {{pi}} of group {{gi}}, shape {{tuple(p.shape)}})")
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state["t"] = 0.0
+                    for b in STATE_BLOCKS:
+                        state[b] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                G["theta"].append(p)
+                G["g"].append(p.grad.neg() if group["maximize"] else p.grad)
+                for b in STATE_BLOCKS:
+                    G[b].append(state[b])
+                G.setdefault("_where", []).append((gi, pi))
+            G["t"] = self.state[G["theta"][0]]["t"] if G["theta"] else 0.0
+            groups.append(G)
+        return [G for G in groups if G["theta"]]
+
+    def _finite(self, groups, loss):
+        if loss is not None and not math.isfinite(float(loss)):
+            return f"the loss is not finite ({{float(loss)}})"
+        for G in groups:
+            if not G["check_finite"]:
+                continue
+            norms = torch.stack(torch._foreach_norm(G["g"])) if G["g"] else None
+            if norms is not None and not bool(torch.isfinite(norms).all()):
+                k = int((~torch.isfinite(norms)).nonzero()[0])
+                gi, pi = G["_where"][k]
+                return (f"the gradient of parameter {{pi}} of group {{gi}} (shape "
+                        f"{{tuple(G['theta'][k].shape)}}) is not finite")
+        return None
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """One step of the rule. ``closure`` re-evaluates the model and returns the loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        if (NEEDS_CLOSURE or NEEDS_LOSS) and closure is None:
+            raise RuntimeError(
+                "{cls} needs a closure that re-evaluates the model and returns the loss "
+                "(its rule uses " + ("several gradient evaluations" if NEEDS_CLOSURE
+                                      else "the loss value") + ")")
+        groups = self._groups()
+        if not groups:
+            return loss
+        problem = self._finite(groups, loss if NEEDS_LOSS else None)
+        if problem is not None:
+            if all(G["skip_nonfinite"] for G in groups):
+                self.skipped_steps += 1
+                return loss
+            raise FloatingPointError(problem + "; pass skip_nonfinite=True to skip such steps")
+        maximize = groups[0]["maximize"]
+        F = 0.0 if loss is None else float(loss)
+        if maximize:
+            F = -F
+        foreach = groups[0]["foreach"]
+        if foreach is None:
+            foreach = all(p.is_cuda for G in groups for p in G["theta"])
+        (_step_foreach if foreach else _step_single)(
+            groups, F, closure, maximize, self.process_group)
+        for G in groups:
+            for k, p in enumerate(G["theta"]):
+                state = self.state[p]
+                state["step"] += 1
+                state["t"] = G["t"] + G["lr"]
+                for b in STATE_BLOCKS:
+                    if "new_" + b in G:
+                        state[b] = G["new_" + b][k]
+        return loss
+'''
