@@ -385,3 +385,118 @@ def test_wrong_problem_or_system_type() -> None:
         odeopt.integrate(
             "heavy_ball", problems.rosenbrock(), {"theta": np.zeros((1, 2))}, steps=1, h=0.1
         )
+
+
+def test_divergence_is_found_when_rows_cancel() -> None:
+    """θ ← −2θ (gradient flow on ½θ², h = 3): rows ±1 both pass the bound at t = 12."""
+    tr = odeopt.integrate(
+        zoo.gradient_flow(),
+        problems.quadratic(1),
+        {"theta": [[1.0], [-1.0]]},
+        steps=20,
+        h=3.0,
+        blowup=10.0,
+    )
+    assert list(tr.status) == ["diverged", "diverged"]
+    np.testing.assert_allclose(tr.t_stop, [12.0, 12.0])
+    np.testing.assert_allclose(tr["theta"][-1, :, 0], [-8.0, 8.0])
+    # adaptive: a row whose coordinates cancel is caught too, with a state within the bound
+    tr = odeopt.integrate(
+        zoo.gradient_flow(),
+        problems.quadratic(2, A=-np.eye(2)),
+        {"theta": [[1.0, -1.0]]},
+        t_span=(0, 10),
+        scheme="heun",
+        blowup=100.0,
+    )
+    assert tr.status[0] == "diverged" and np.abs(tr["theta"][-1]).max() <= 100
+
+
+def test_gtol_with_an_adaptive_scheme_and_refused_by_solvers() -> None:
+    tr = odeopt.integrate(
+        zoo.gradient_flow(),
+        problems.quadratic(2),
+        {"theta": _starts(3)},
+        t_span=(0, 30),
+        scheme="euler_richardson",
+        gtol=1e-3,
+        save="final",
+    )
+    assert set(tr.status) == {"converged"} and (tr.grad_norm[-1] < 1e-3).all()
+    with pytest.raises(ValueError, match="gtol"):
+        odeopt.integrate(
+            zoo.gradient_flow(),
+            problems.quadratic(2),
+            {"theta": _starts(3)},
+            t_span=(0, 1),
+            scheme="rk45",
+            gtol=1e-3,
+        )
+
+
+def test_a_switch_does_not_hide_an_earlier_event() -> None:
+    hb = zoo.heavy_ball(friction=0.0)
+    p = hb.block("p")
+    reset = odeopt.Event(lambda x, F, t: t - 0.505, action={"p": 0.46}, name="reset")
+    watch = odeopt.Event(p - 0.45, direction=-1, once=False, name="watch")
+    for order in ([reset, watch], [watch, reset]):
+        tr = odeopt.integrate(
+            hb,
+            problems.quadratic(1),
+            {"theta": [[1.0]]},
+            steps=60,
+            h=0.01,
+            scheme="rk4",
+            events=order,
+        )
+        assert sorted(e.name for e in tr.events) == ["reset", "watch"]
+
+
+def test_callable_event_shapes() -> None:
+    F = odeopt.loss(zoo.gradient_flow().blocks[0])
+    th0 = np.array([[1.0], [2.0]])
+    # t arrives as one value per row; a scalar result is broadcast
+    ev = odeopt.Event(lambda x, F, t: t - 0.555, terminal=True)
+    tr = odeopt.integrate(
+        zoo.gradient_flow(), problems.quadratic(1), {"theta": th0}, steps=100, h=0.01, events=ev
+    )
+    np.testing.assert_allclose(tr.t_stop, [0.555, 0.555], atol=1e-9)
+    bad = odeopt.Event(lambda x, F, t: np.zeros(3), terminal=True)
+    with pytest.raises(ValueError, match=r"one value per trajectory, \(2,\)"):
+        odeopt.integrate(
+            zoo.gradient_flow(), problems.quadratic(1), {"theta": th0}, steps=3, h=0.01, events=bad
+        )
+    # one Event object serves several systems
+    goal = odeopt.Event(F - 0.1, terminal=True)
+    for system in (zoo.gradient_flow(), zoo.heavy_ball()):
+        tr = odeopt.integrate(
+            system, problems.quadratic(1), {"theta": th0}, t_span=(0, 10), h=0.01, events=goal
+        )
+        assert set(tr.status) == {"event"}
+    del F
+
+
+def test_scipy_batched_failure_does_not_stop_healthy_rows() -> None:
+    """θ' = 4θ³ from θ₀ = 1 blows up at t = 1/8; from 0.01 it does not."""
+    problem = problems.from_functions(
+        lambda th: -(th**4).sum(-1), dim=1, grad=lambda th: -4 * th**3
+    )
+    tr = odeopt.integrate(
+        zoo.gradient_flow(), problem, {"theta": [[1.0], [0.01]]}, t_span=(0, 1), scheme="rk45"
+    )
+    assert list(tr.status) == ["diverged", "ok"]
+    exact = 0.01 / np.sqrt(1 - 8 * 0.01**2 * 1.0)
+    np.testing.assert_allclose(tr["theta"][-1, 1, 0], exact, rtol=1e-5)
+
+
+def test_h_min_gives_up_on_an_impossible_tolerance() -> None:
+    ctrl = odeopt.schemes.StepController(rtol=1e-12, atol=1e-14, h_min=0.05)
+    tr = odeopt.integrate(
+        zoo.gradient_flow(),
+        problems.quadratic(1, A=[[50.0]]),
+        {"theta": [[1.0]]},
+        t_span=(0, 1),
+        scheme="euler_richardson",
+        controller=ctrl,
+    )
+    assert tr.status[0] == "diverged"

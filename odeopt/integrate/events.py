@@ -36,7 +36,7 @@ class Event:
     once: bool = True
     tol: float = 1e-10
     name: str = "event"
-    _compiled: dict[str, Any] = field(default_factory=dict, repr=False)
+    _compiled: dict[Any, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.direction not in (-1, 0, 1):
@@ -69,11 +69,12 @@ class Event:
         """e per trajectory, shape (batch,)."""
         if not isinstance(self.fn, sp.Expr):
             return self.fn(state, F, t)
-        if backend not in self._compiled:
+        key = (id(system), backend)
+        if key not in self._compiled:
             from ..symbolic.system import compiled_expression
 
-            self._compiled[backend] = compiled_expression(system, [], [self.fn], backend)
-        fn = self._compiled[backend]
+            self._compiled[key] = compiled_expression(system, [], [self.fn], backend)
+        fn = self._compiled[key]
         names = {p.name: p.symbol.name for p in system.parameters}
         kwargs = {names[k]: v for k, v in params.items()}
         (value,) = fn(dict(state), F, None, t, **kwargs)

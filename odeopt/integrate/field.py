@@ -169,8 +169,11 @@ class NumericField:
             coords = [*self.system.all_blocks]
             if self.system.loss is not None:
                 coords.append(self.system.loss.grad)
+            # expand the top level only (x + h·Σcₖφₖ → collected by coordinate): expanding
+            # inside roots would cancel catastrophically (BBI's √(V(V + |p|²)) with V ≈ 0)
             exprs = [
-                sp.collect(sp.expand(self.system.block(b) + _H * vf[b]), coords) for b in names
+                sp.collect(sp.expand(self.system.block(b) + _H * vf[b], deep=False), coords)
+                for b in names
             ]
             self._fn(key, exprs, extra_params=[_H])
         fn = self._compiled[key]

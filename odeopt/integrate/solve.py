@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import sympy as sp
 
 from .. import schemes as _schemes
 from ..schemes.adaptive import StepController
@@ -59,7 +60,7 @@ def _prepare_x0(system: PortHamiltonian, x0: Mapping[str, Any], backend: str, di
             continue
         v = x0[b]
         if torch is not None:
-            v = torch.as_tensor(v)
+            v = v if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v, dtype=float))
             if not v.is_floating_point():
                 v = v.to(torch.get_default_dtype() if v.dtype != torch.float64 else v.dtype)
             if v.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
@@ -213,6 +214,11 @@ class _Ops:
         return out
 
 
+def torch_dot(x: Any) -> Any:
+    flat = x.reshape(-1)
+    return flat.dot(flat)
+
+
 def _crossed(v_old: np.ndarray, v_new: np.ndarray, direction: int) -> np.ndarray:
     up = (v_old < 0) & (v_new >= 0)
     down = (v_old > 0) & (v_new <= 0)
@@ -312,8 +318,20 @@ class _Run:
         self, ev: Event, x: Mapping[str, Any], t: Any, field: NumericField
     ) -> np.ndarray:
         F = field.loss_and_grad(x[self.position])[0] if ev.needs_loss(self.system) else None
-        v = ev.values(self.system, self.backend, x, F, t, field.params)
-        return self.ops.np(v).reshape(-1).astype(float)
+        m = next(iter(x.values())).shape[0]
+        if not isinstance(ev.fn, sp.Expr):  # a callable sees t as one value per row, (m,)
+            tt = np.asarray(self.ops.np(t) if hasattr(t, "shape") else t, dtype=float)
+            t = np.broadcast_to(tt.reshape(-1), (m,)).copy()
+            if self.ops.torch:
+                t = self.ops.xp.as_tensor(t, dtype=self.ops.dtype, device=self.ops.device)
+        raw = ev.values(self.system, self.backend, x, F, t, field.params)
+        v = np.asarray(self.ops.np(raw) if hasattr(raw, "shape") else raw, dtype=float)
+        if v.size not in (1, m):
+            raise ValueError(
+                f"event {ev.name!r} returned shape {v.shape}; it must give one value per "
+                f"trajectory, ({m},)"
+            )
+        return np.broadcast_to(v.reshape(-1), (m,)).copy()
 
     def locate(
         self,
@@ -398,22 +416,32 @@ class _Run:
             rest = self.scheme.step(sub, x_e, t_old + ops.column(tau), ops.column(h - tau)).x
             xn = ops.scatter(xn, idx, rest)
             self.ev_old[e] = self.event_values(ev, xn, t_old + h, self.field)
+            for j in range(e):  # earlier events saw the state before this switch
+                self.ev_old[j] = None
         return x_old, xn
 
     # -- checks after a step
+    def rows_bad(self, x: Mapping[str, Any]) -> np.ndarray:
+        """Rows with a non-finite value or one beyond the blow-up bound, in any block."""
+        bad = np.zeros(next(iter(x.values())).shape[0], dtype=bool)
+        for b in self.names:
+            v = self.ops.np(x[b])
+            with np.errstate(invalid="ignore"):
+                bad |= ~np.isfinite(v).all(-1) | (np.abs(v).max(-1) > self.blowup)
+        return bad
+
     def check_divergence(
         self, x_old: dict[str, Any], xn: dict[str, Any], t_new: Any
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        # fast path: one whole-array sum per block; NaN and ±inf propagate into it, and a
-        # sum within the bound sends the rows to the exact per-row test only when needed
-        peak = sum(abs(float(xn[b].sum())) for b in self.names)
-        if peak <= self.blowup:  # False for NaN
+        # fast path: Σ x² per block (one BLAS pass, no cancellation; NaN and ±inf propagate)
+        # bounds every |xᵢ|; only when it exceeds the bound are the rows tested one by one
+        if self.ops.torch:
+            sq = sum(float(torch_dot(xn[b])) for b in self.names)
+        else:
+            sq = sum(float(np.dot(xn[b].ravel(), xn[b].ravel())) for b in self.names)
+        if sq <= self.blowup * self.blowup:  # False for NaN
             return x_old, xn
-        bad = np.zeros(len(self.active), dtype=bool)
-        for b in self.names:
-            v = self.ops.np(xn[b])
-            with np.errstate(invalid="ignore"):
-                bad |= ~np.isfinite(v).all(-1) | (np.abs(v).max(-1) > self.blowup)
+        bad = self.rows_bad(xn)
         if bad.any():
             frozen = self.ops.take(x_old, self.ops.index(bad))
             t_frozen = t_new if np.ndim(t_new) == 0 else t_new[self.ops.index(bad)]
@@ -506,27 +534,36 @@ class _Run:
                 rows = np.flatnonzero(todo)
                 acc_rows = rows[acc]
                 new_x = ops.scatter(self.x, ops.index(acc_rows), ops.take(st.x, ops.index(acc)))
+                t_before = t.copy()
                 t[acc_rows] += hs[acc]
                 h[rows] = np.clip(
                     hs * np.nan_to_num(fac, nan=controller.shrink),
                     controller.h_min,
                     controller.h_max,
                 )
-                # failures: non-finite error or state, or a step that underflowed
-                total = None
-                for b in self.names:
-                    r = ops.np(new_x[b].sum(-1))
-                    total = r if total is None else total + r
-                with np.errstate(invalid="ignore"):
-                    bad = ~np.isfinite(total) | (np.abs(total) > self.blowup)
+                # failures: a non-finite error or state, a state beyond the bound, a step that
+                # underflowed, or a step rejected at h_min (the tolerance cannot be met)
+                bad = self.rows_bad(new_x)
                 bad[rows] |= ~np.isfinite(err)
+                if controller.h_min > 0:
+                    bad[rows] |= ~acc & (hs <= controller.h_min * (1 + 1e-12))
                 bad |= h < 1e-14 * max(1.0, abs(target))
                 prev, self.x = self.x, new_x
                 if bad.any():  # stopped with their last accepted (finite) state
                     frozen = ops.take(prev, ops.index(bad))
-                    keep = self.stop(bad, "diverged", t[bad], frozen, ops.column(t[bad]))
+                    keep = self.stop(bad, "diverged", t[bad], frozen, ops.column(t_before[bad]))
                     self.x = ops.take(self.x, keep)
                     t, h = t[~bad], h[~bad]
+                if self.gtol is not None and len(self.active):
+                    _, g = self.field.loss_and_grad(self.x[self.position])
+                    conv = ops.np((g * g).sum(-1) ** 0.5) < self.gtol
+                    if conv.any():
+                        idx = ops.index(conv)
+                        keep = self.stop(
+                            conv, "converged", t[conv], ops.take(self.x, idx), ops.column(t[conv])
+                        )
+                        self.x = ops.take(self.x, keep)
+                        t, h = t[~conv], h[~conv]
                 if bar is not None:
                     bar.update(0)
             if len(self.active):
@@ -588,6 +625,11 @@ def _run_scipy(
                 **opts,
             )
         run.stats["nfev"] = run.stats.get("nfev", 0) + int(sol.nfev)
+        if mode == "batched" and sol.status == -1 and len(rows) > 1:
+            # one step size is shared by the flattened batch: a failing row stops all of them,
+            # so solve the rows one by one instead
+            _run_scipy(run, method, grid, rtol, atol, "per_trajectory", events, h0)
+            return
         Y = sol.y.T.reshape(len(sol.t), len(names), m, n)
         k = len(sol.t)
         finite = np.isfinite(Y).all(axis=(1, 3)) & (np.abs(Y).max(axis=(1, 3)) <= run.blowup)
@@ -768,6 +810,11 @@ def integrate(
             )
         if scipy_mode not in ("batched", "per_trajectory"):
             raise ValueError(f"scipy_mode is 'batched' or 'per_trajectory', got {scipy_mode!r}")
+        if gtol is not None:
+            raise ValueError(
+                "gtol stops trajectories of odeopt's own schemes; scipy's solvers "
+                "run to t1 (use an event on |∇F| via a terminal Event instead)"
+            )
         if events and (scipy_mode == "batched" or any(not e.terminal for e in events)):
             raise ValueError("with scipy, events must be terminal and scipy_mode='per_trajectory'")
         sch: Scheme | None = None
@@ -775,8 +822,10 @@ def integrate(
         names = torchdiffeq_methods()
         if method not in names:
             raise ValueError(f"torchdiffeq has methods {names}, got {scheme!r}")
-        if events:
-            raise ValueError("events are not supported with torchdiffeq; use backend='torch'")
+        if events or gtol is not None:
+            raise ValueError(
+                "events and gtol are not supported with torchdiffeq; use backend='torch'"
+            )
         sch = None
     else:
         sch = _schemes.get(scheme)

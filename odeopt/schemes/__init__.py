@@ -11,7 +11,7 @@ heun                   2      Heun with embedded Euler (adaptive)
 rk4                    4      classical Runge–Kutta
 symplectic_euler       1      symplectic Euler, momentum first
 symplectic_euler_q     1      symplectic Euler, position first
-leapfrog               2      Störmer–Verlet, kick–drift–kick
+leapfrog               2      Störmer–Verlet, kick–drift–kick (1 with friction)
 euler_richardson       2      Euler–Richardson, adaptive (midpoint variant)
 discrete_gradient      2      Gonzalez discrete gradient (energy-consistent)
 =====================  =====  ===============================================
