@@ -189,6 +189,70 @@ def _basins(path: Path) -> list[str]:
     return lines
 
 
+def _export_section() -> list[str]:
+    """Derive rules, recognise them, and train scikit-learn's digits with the exported heavy
+    ball next to torch.optim.SGD (the rule says they are the same optimizer)."""
+    import copy
+
+    import torch
+    from sklearn.datasets import load_digits
+
+    from .export import discretize
+
+    lines = [
+        "## Update rules, recognised and exported",
+        "",
+        "| system | scheme | torch.optim equivalent |",
+        "|---|---|---|",
+    ]
+    for name, scheme in (
+        ("gradient_flow", "euler"),
+        ("heavy_ball", "symplectic_euler"),
+        ("heavy_ball", "euler"),
+        ("heavy_ball", "rk4"),
+        ("bbi", "symplectic_euler"),
+    ):
+        ident = discretize(zoo.get(name), scheme).identify()
+        lines.append(f"| {name} | {scheme} | {str(ident).replace('|', '∣')} |")
+    X, y = load_digits(return_X_y=True)
+    X, y = torch.tensor(X / 16.0), torch.tensor(y)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(64, 32), torch.nn.Tanh(), torch.nn.Linear(32, 10)
+    ).double()
+    Opt = discretize(zoo.heavy_ball(), "symplectic_euler").to_torch()
+    h, mass, friction = 0.3, 1.0, 1.0
+    runs = {
+        "exported heavy ball (h = 0.3, γ = 1)": lambda ps: Opt(
+            ps, lr=h, mass=mass, friction=friction
+        ),
+        "torch.optim.SGD(lr = h², momentum = 1 − γh)": lambda ps: torch.optim.SGD(
+            ps, lr=h * h / mass, momentum=1 - friction * h / mass
+        ),
+    }
+    final = {}
+    for label, make in runs.items():
+        m = copy.deepcopy(model)
+        opt = make(m.parameters())
+        for _ in range(200):
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(m(X), y)
+            loss.backward()
+            opt.step()
+        final[label] = (torch.cat([p.detach().flatten() for p in m.parameters()]), loss.item())
+    (a, la), (b, lb) = final.values()
+    lines += [
+        "",
+        "Digits (1797 images), MLP 64-32-10, float64, 200 full-batch steps:",
+        "",
+        "| optimizer | final loss |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {v[1]:.6f} |" for k, v in final.items()]
+    lines += ["", f"max |Δθ| between the two: {(a - b).abs().max().item():.1e}", ""]
+    return lines
+
+
 def run_tour(out: Path) -> Path:
     """Run the tour and write ``out/report.md`` (and figures); returns the report's path."""
     out.mkdir(parents=True, exist_ok=True)
@@ -253,6 +317,8 @@ def run_tour(out: Path) -> Path:
     lines += ["", "## Which minimum? Himmelblau from a 20 × 20 grid of starts in [−5, 5]²", ""]
     lines += _basins(basin_fig)
     lines += ["", f"![paths on Himmelblau]({basin_fig.name})", ""]
+    print("  deriving and exporting update rules; training digits")
+    lines += _export_section()
     lines += [
         "## Critical points, computed: polyThree (Bensaid's one-neuron network)",
         "",
