@@ -437,6 +437,7 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
     src.append(f"NEEDS_CLOSURE = {needs_closure}")
     src.append(f"NEEDS_LOSS = {needs_loss}")
     src.append(f"STATE_BLOCKS = {[b.name for b in state_blocks]!r}")
+    src.append(f"USES_TIME = {uses_time}")
     src.append(_RUNTIME)
     for label, lines in (("foreach", foreach_lines), ("single", single_lines)):
         src.append("")
@@ -589,15 +590,17 @@ _CLASS_TEMPLATE = '''class {cls}(Optimizer):
                 state = self.state[p]
                 if not state:
                     state["step"] = 0
-                    state["t"] = 0.0
+                    if USES_TIME:
+                        state["t"] = 0.0
                     for b in STATE_BLOCKS:
                         state[b] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 G["theta"].append(p)
                 G["g"].append(p.grad.neg() if group["maximize"] else p.grad)
                 for b in STATE_BLOCKS:
                     G[b].append(state[b])
-                G.setdefault("_where", []).append((gi, pi))
-            G["t"] = self.state[G["theta"][0]]["t"] if G["theta"] else 0.0
+            G["_group"] = gi
+            if USES_TIME and G["theta"]:
+                G["t"] = self.state[G["theta"][0]]["t"]
             groups.append(G)
         return [G for G in groups if G["theta"]]
 
@@ -610,7 +613,9 @@ _CLASS_TEMPLATE = '''class {cls}(Optimizer):
             norms = torch.stack(torch._foreach_norm(G["g"])) if G["g"] else None
             if norms is not None and not bool(torch.isfinite(norms).all()):
                 k = int((~torch.isfinite(norms)).nonzero()[0])
-                gi, pi = G["_where"][k]
+                gi = G["_group"]
+                p_k = G["theta"][k]
+                pi = next(i for i, p in enumerate(self.param_groups[gi]["params"]) if p is p_k)
                 return (f"the gradient of parameter {{pi}} of group {{gi}} (shape "
                         f"{{tuple(G['theta'][k].shape)}}) is not finite")
         return None
@@ -646,12 +651,13 @@ _CLASS_TEMPLATE = '''class {cls}(Optimizer):
         (_step_foreach if foreach else _step_single)(
             groups, F, closure, maximize, self.process_group)
         for G in groups:
+            new = [(b, G["new_" + b]) for b in STATE_BLOCKS if "new_" + b in G]
             for k, p in enumerate(G["theta"]):
                 state = self.state[p]
                 state["step"] += 1
-                state["t"] = G["t"] + G["lr"]
-                for b in STATE_BLOCKS:
-                    if "new_" + b in G:
-                        state[b] = G["new_" + b][k]
+                if USES_TIME:
+                    state["t"] = G["t"] + G["lr"]
+                for b, values in new:
+                    state[b] = values[k]
         return loss
 '''
