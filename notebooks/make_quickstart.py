@@ -88,6 +88,26 @@ cells = [
         "print(oo.schemes.run_symbolic(oo.zoo.heavy_ball(), 'symplectic_euler'))\n"
         "[(cp.point, cp.value, cp.kind) for cp in problems.poly_two().critical_points()]"
     ),
+    nbf.v4.new_markdown_cell(
+        "Derive the rule, recognise it, export it: heavy ball + symplectic Euler *is* "
+        "`torch.optim.SGD(lr=h²/m, momentum=1 − γh/m)`."
+    ),
+    nbf.v4.new_code_cell(
+        "import torch\n"
+        "rule = oo.discretize(oo.zoo.heavy_ball(), 'symplectic_euler')\n"
+        "print(rule.identify())\n"
+        "Opt = rule.to_torch()\n"
+        "w1 = torch.nn.Parameter(torch.tensor([3.0, -1.0], dtype=torch.float64))\n"
+        "w2 = torch.nn.Parameter(w1.detach().clone())\n"
+        "ours = Opt([w1], lr=0.1, mass=1.0, friction=2.0)\n"
+        "sgd = torch.optim.SGD([w2], lr=0.01, momentum=0.8)\n"
+        "for _ in range(50):\n"
+        "    for w, opt in ((w1, ours), (w2, sgd)):\n"
+        "        opt.zero_grad(); him.value(w[None])[0].backward(); opt.step()\n"
+        "print(w1.detach(), w2.detach())\n"
+        "assert torch.allclose(w1, w2, rtol=0, atol=1e-12)\n"
+        "rule"
+    ),
 ]
 nb = nbf.v4.new_notebook(cells=cells)
 nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
