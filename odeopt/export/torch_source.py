@@ -610,9 +610,11 @@ _CLASS_TEMPLATE = '''class {cls}(Optimizer):
         for G in groups:
             if not G["check_finite"]:
                 continue
-            norms = torch.stack(torch._foreach_norm(G["g"])) if G["g"] else None
-            if norms is not None and not bool(torch.isfinite(norms).all()):
-                k = int((~torch.isfinite(norms)).nonzero()[0])
+            # a sum is non-finite iff an element is (±inf, NaN propagate; inf − inf is NaN),
+            # barring a finite sum that overflows: one cheap read of each gradient
+            sums = torch.stack([g.sum() for g in G["g"]]) if G["g"] else None
+            if sums is not None and not bool(torch.isfinite(sums).all()):
+                k = int((~torch.isfinite(sums)).nonzero()[0])
                 gi = G["_group"]
                 p_k = G["theta"][k]
                 pi = next(i for i, p in enumerate(self.param_groups[gi]["params"]) if p is p_k)
