@@ -292,3 +292,115 @@ def test_cli_derive(capsys) -> None:
     out = capsys.readouterr().out
     assert "p_1 := " in out and "identified: torch.optim.SGD(lr=h**2/m" in out
     assert cli(["derive", "nope"]) == 2
+
+
+def _system(H_extra=None, R=None, names="m", **kw):
+    theta, p = oo.blocks("theta p")
+    m = oo.parameters(names, positive=True)
+    F = oo.loss(theta)
+    H = F + (oo.sqnorm(p) / (2 * m) if H_extra is None else H_extra(p))
+    return oo.PortHamiltonian(
+        H,
+        [theta, p],
+        J=[[0, 1], [-1, 0]],
+        R=R if R is not None else [[0, 0], [0, 1]],
+        parameters={m: 1.0},
+        **kw,
+    ), m
+
+
+def _one_step_matches_program(system, scheme, x0, p0, lr=0.1):
+    rule = oo.discretize(system, scheme)
+    Opt = rule.to_torch()
+    problem = problems.himmelblau()
+    w = torch.nn.Parameter(torch.tensor(x0, dtype=torch.float64))
+    opt = Opt([w], lr=lr)
+    opt.state[w]["step"] = 0
+    opt.state[w]["p"] = torch.tensor(p0, dtype=torch.float64)
+    if "t" not in opt.state[w]:
+        opt.state[w]["t"] = 0.0
+
+    def closure():
+        opt.zero_grad()
+        loss = problem.value(w[None])[0]
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    out, _ = rule.program.evaluate(problem, {"theta": np.array([x0]), "p": np.array([p0])}, 0.0, lr)
+    np.testing.assert_allclose(w.detach().numpy(), out["theta"][0], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(opt.state[w]["p"].numpy(), out["p"][0], rtol=0, atol=1e-12)
+
+
+def test_reductions_first_met_in_the_outputs() -> None:
+    """H = F + √(1 + |p|²): the reduction appears only in the outputs' stage."""
+    import sympy as sp
+
+    system, _ = _system(H_extra=lambda p: sp.sqrt(1 + oo.sqnorm(p)), R=[[0, 0], [0, 0]])
+    for scheme in ("euler", "symplectic_euler", "rk4"):
+        _one_step_matches_program(system, scheme, [0.3, -0.4], [0.5, 0.2])
+
+
+def test_parameter_names_cannot_clash_with_generated_code() -> None:
+    system, _ = _system(names="s0")
+    _one_step_matches_program(system, "rk4", [0.3, -0.4], [0.5, 0.2])
+    bad, m = _system(names="q", aliases={"foreach": oo.parameters("q", positive=True)})
+    with pytest.raises(ValueError, match="clash with the optimizer's own keywords"):
+        oo.discretize(bad, "euler").to_source()
+
+
+def test_mixed_maximize_is_refused_for_rules_that_use_the_loss() -> None:
+    Opt = oo.discretize(zoo.heavy_ball(), "rk4").to_torch()
+    a, b = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2))
+    opt = Opt([{"params": [a]}, {"params": [b], "maximize": True}], lr=0.1)
+
+    def closure():
+        opt.zero_grad()
+        loss = (a * a).sum() + (b * b).sum()
+        loss.backward()
+        return loss
+
+    with pytest.raises(ValueError, match="disagree on maximize"):
+        opt.step(closure)
+
+
+def test_non_finite_intermediate_stage_is_skipped_or_raised() -> None:
+    Opt = oo.discretize(zoo.heavy_ball(), "rk4").to_torch()
+    w = torch.nn.Parameter(torch.tensor([1.0, 2.0], dtype=torch.float64))
+    calls = []
+
+    def make(opt):
+        def closure():
+            opt.zero_grad()
+            calls.append(1)
+            loss = (w * w).sum() * (float("nan") if len(calls) % 4 == 2 else 1.0)
+            loss.backward()
+            return loss
+
+        return closure
+
+    opt = Opt([w], lr=0.1, skip_nonfinite=True)
+    opt.step(make(opt))
+    assert opt.skipped_steps == 1
+    assert torch.equal(w.detach(), torch.tensor([1.0, 2.0], dtype=torch.float64))
+    calls.clear()
+    opt = Opt([w], lr=0.1)
+    with pytest.raises(FloatingPointError, match="not finite .* stage"):
+        opt.step(make(opt))
+    assert torch.equal(w.detach(), torch.tensor([1.0, 2.0], dtype=torch.float64))
+
+
+def test_time_dependent_rules_keep_time_per_group_and_are_not_sgd() -> None:
+    t = oo.t
+    system, _ = _system(R=[[0, 0], [0, 1 / (1 + t)]])
+    rule = oo.discretize(system, "symplectic_euler")
+    assert rule.identify().name is None and "time" in rule.identify().reason
+    Opt = rule.to_torch()
+    a, b = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2))
+    opt = Opt([a, b], lr=0.1)
+    b.grad = torch.ones(2)
+    opt.step()
+    opt.step()
+    a.grad = torch.ones(2)
+    opt.step()
+    assert opt.state[a]["t"] == pytest.approx(0.3) and opt.state[b]["t"] == pytest.approx(0.3)

@@ -10,7 +10,7 @@ import sympy as sp
 from ..schemes import get as get_scheme
 from ..schemes.base import Scheme
 from ..schemes.program import Assignment, Evaluation, Program, run_symbolic
-from ..symbolic.language import Block, Gradient, Loss, Reduction
+from ..symbolic.language import Block, Gradient, Loss, Reduction, Time
 
 if TYPE_CHECKING:
     from ..symbolic.system import PortHamiltonian
@@ -197,6 +197,12 @@ class UpdateRule:
             return Identification(None, reason=f"{p}' depends on θ beyond the gradient")
         if c == 0 or a == 0:
             return Identification(None, reason=f"{p}' = {new[p.name]} is not a momentum buffer")
+        if any(isinstance(sym, Time) for x in (a, c, D, E) for sym in x.free_symbols):
+            return Identification(
+                None,
+                reason="the coefficients change with the time t; SGD's are constant (a "
+                "scheduler would have to change lr and momentum and rescale the buffer)",
+            )
         k = sp.simplify(D * c / a)
         rest = sp.simplify(E - k)
         state = {"momentum_buffer": sp.simplify(p / c)}

@@ -10,6 +10,7 @@ the system's parameters, the loss, reductions) are Python floats, computed per p
 
 from __future__ import annotations
 
+import itertools
 import keyword
 import re
 from dataclasses import dataclass, field
@@ -245,8 +246,22 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
     theta = sys_.loss.block
     state_blocks = [b for b in sys_.all_blocks if b != theta]
     keywords = {p.symbol: _identifier(p.name) for p in sys_.parameters}
-    if "lr" in keywords.values():
-        raise ValueError("a system parameter may not be called 'lr' (it is the step h)")
+    reserved = {
+        "params",
+        "lr",
+        "maximize",
+        "foreach",
+        "check_finite",
+        "skip_nonfinite",
+        "process_group",
+        "self",
+    }
+    clash = sorted(set(keywords.values()) & reserved)
+    if clash:
+        raise ValueError(
+            f"system parameter(s) {clash} clash with the optimizer's own keywords "
+            f"{sorted(reserved)}; rename them (aliases=...)"
+        )
 
     # symbols → code
     lists: dict[sp.Symbol, str] = {theta: 'G["theta"]', sys_.loss.grad: 'G["g"]'}
@@ -254,8 +269,9 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
         lists[b] = f'G["{b.name}"]'
     scalars: dict[sp.Symbol, str] = {rule.h: "lr"}
     for sym, kw in keywords.items():
-        scalars[sym] = kw
+        scalars[sym] = f"P_{kw}"  # locals cannot clash with generated names
     scalars[sys_.loss] = "F"
+    counter = itertools.count()
     uses_time = False
     hoisted: dict[sp.Expr, str] = {}
     stage_scalars: list[tuple[str, sp.Expr]] = []
@@ -268,7 +284,7 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
         if e in scalars:
             return scalars[e]
         if e not in hoisted:
-            hoisted[e] = f"s{len(hoisted)}"
+            hoisted[e] = f"_s{next(counter)}"
             stage_scalars.append((hoisted[e], e))
         return hoisted[e]
 
@@ -294,8 +310,7 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
                 if isinstance(s, Time):
                     scalars[s] = "t"
         for r in reductions_in(e):
-            k = len([v for v in scalars.values() if v.startswith("r")])
-            rname = f"r{k}"
+            rname = f"_r{next(counter)}"
             o0, s0 = len(lin.ops), len(stage_scalars)
             summand = prepare(r.summand)
             lst, _ = lin.lin(_collect(summand, lists))
@@ -333,11 +348,13 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
         lists[ins.target] = target
         emit_group(o0, s0)
 
-    # outputs: states first (they may read θ), then θ in place
+    # outputs: states first (they may read θ), then θ in place; reductions they need are
+    # computed (in their own stages) before this stage starts
+    prepared = {b: prepare(e) for b, e in program.outputs.items()}
     o0, s0 = len(lin.ops), len(stage_scalars)
     new_state: dict[str, str] = {}
     for b in state_blocks:
-        e = prepare(program.outputs[b.name])
+        e = prepared[b.name]
         if e == b:
             continue
         lst, fresh = lin.lin(_collect(e, lists))
@@ -347,10 +364,13 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
             lst = out
         new_state[b.name] = lst
         lin.ops.append(("alias", f'G["new_{b.name}"]', lst))
-    e_theta = prepare(program.outputs[theta.name])
+    e_theta = prepared[theta.name]
     step_expr = sp.expand(e_theta - theta)
     theta_inplace = not step_expr.has(theta)
-    if theta_inplace:
+    if theta_inplace and not lin.coordinate(step_expr):
+        if step_expr != 0:
+            lin.ops.append(("theta_add_s", scalar_name(step_expr)))
+    elif theta_inplace:
         c, rest = (sp.Integer(1), step_expr)
         if isinstance(step_expr, sp.Mul):
             c, rest = step_expr.as_independent(*lists, as_Add=False)
@@ -388,7 +408,7 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
                     continue
                 lines.append("    for G in groups:")
                 for kw in keywords.values():
-                    lines.append(f'{ind}{kw} = G["{kw}"]')
+                    lines.append(f'{ind}P_{kw} = G["{kw}"]')
                 lines.append(f'{ind}lr = G["lr"]')
                 if uses_time:
                     lines.append(f'{ind}t = G["t"]')
@@ -500,6 +520,12 @@ def _print_special(ops: list[tuple[Any, ...]], foreach: bool, ind: str) -> list[
                 lines.append(f'{ind}torch._foreach_add_(G["theta"], {lst}{a})')
             else:
                 lines.append(f'{ind}for a, b in zip(G["theta"], {lst}): a.add_(b{a})')
+        elif kind == "theta_add_s":
+            flush()
+            if foreach:
+                lines.append(f'{ind}torch._foreach_add_(G["theta"], {op[1]})')
+            else:
+                lines.append(f'{ind}for a in G["theta"]: a.add_({op[1]})')
         elif kind == "theta_copy":
             flush()
             lines.append(f'{ind}for a, b in zip(G["theta"], {op[1]}): a.copy_(b)')
@@ -526,6 +552,10 @@ def _reduce_global(value, process_group):
     return value
 
 
+class _NonFinite(Exception):
+    """A non-finite loss or gradient at an intermediate stage (parameters already restored)."""
+
+
 def _evaluate(groups, theta_key, closure, maximize):
     """F and ∇F at the parameter values ``G[theta_key]`` (the parameters are restored)."""
     saved = [[p.detach().clone() for p in G["theta"]] for G in groups]
@@ -533,21 +563,28 @@ def _evaluate(groups, theta_key, closure, maximize):
         for p, v in zip(G["theta"], G[theta_key]):
             p.copy_(v)
             p.grad = None
-    with torch.enable_grad():
-        loss = closure()
-    grads = []
-    for G in groups:
-        gs = []
-        for p in G["theta"]:
-            g = torch.zeros_like(p) if p.grad is None else p.grad.detach().clone()
-            gs.append(g.neg_() if maximize else g)
-        grads.append(gs)
-    for G, sv in zip(groups, saved):
-        for p, v in zip(G["theta"], sv):
-            p.copy_(v)
+    try:
+        with torch.enable_grad():
+            loss = closure()
+        grads = []
+        for G in groups:
+            gs = []
+            for p in G["theta"]:
+                g = torch.zeros_like(p) if p.grad is None else p.grad.detach().clone()
+                gs.append(g.neg_() if G["maximize"] else g)
+            grads.append(gs)
+    finally:
+        for G, sv in zip(groups, saved):
+            for p, v in zip(G["theta"], sv):
+                p.copy_(v)
     F = float(loss)
     if not math.isfinite(F):
-        raise FloatingPointError(f"the loss is not finite ({F}) at an intermediate stage")
+        raise _NonFinite(f"the loss is not finite ({F}) at the stage {theta_key}")
+    for G, gs in zip(groups, grads):
+        if G["check_finite"] and gs and not bool(
+            torch.isfinite(torch.stack([g.sum() for g in gs])).all()
+        ):
+            raise _NonFinite(f"a gradient is not finite at the stage {theta_key}")
     return (-F if maximize else F), grads
 '''
 
@@ -599,8 +636,8 @@ _CLASS_TEMPLATE = '''class {cls}(Optimizer):
                 for b in STATE_BLOCKS:
                     G[b].append(state[b])
             G["_group"] = gi
-            if USES_TIME and G["theta"]:
-                G["t"] = self.state[G["theta"][0]]["t"]
+            if USES_TIME and G["theta"]:  # parameters that joined later start at 0
+                G["t"] = max(self.state[p]["t"] for p in G["theta"])
             groups.append(G)
         return [G for G in groups if G["theta"]]
 
@@ -643,6 +680,12 @@ _CLASS_TEMPLATE = '''class {cls}(Optimizer):
                 self.skipped_steps += 1
                 return loss
             raise FloatingPointError(problem + "; pass skip_nonfinite=True to skip such steps")
+        flags = {{G["maximize"] for G in groups}}
+        if len(flags) > 1 and (NEEDS_LOSS or NEEDS_CLOSURE):
+            raise ValueError(
+                "param groups disagree on maximize, but this rule uses the loss value; "
+                "give all groups the same maximize"
+            )
         maximize = groups[0]["maximize"]
         F = 0.0 if loss is None else float(loss)
         if maximize:
@@ -650,8 +693,15 @@ _CLASS_TEMPLATE = '''class {cls}(Optimizer):
         foreach = groups[0]["foreach"]
         if foreach is None:
             foreach = all(p.is_cuda for G in groups for p in G["theta"])
-        (_step_foreach if foreach else _step_single)(
-            groups, F, closure, maximize, self.process_group)
+        try:
+            (_step_foreach if foreach else _step_single)(
+                groups, F, closure, maximize, self.process_group)
+        except _NonFinite as exc:  # nothing was written: θ and the state change last
+            if all(G["skip_nonfinite"] for G in groups):
+                self.skipped_steps += 1
+                return loss
+            raise FloatingPointError(str(exc) + "; pass skip_nonfinite=True to skip such steps")
+
         for G in groups:
             new = [(b, G["new_" + b]) for b in STATE_BLOCKS if "new_" + b in G]
             for k, p in enumerate(G["theta"]):
