@@ -57,12 +57,8 @@ class _Lin:
         return f'G["_t{self.counter}"]'
 
     def coordinate(self, e: sp.Expr) -> bool:
-        for s in e.free_symbols:
-            if s in self.lists:
-                return True
-            if isinstance(s, Reduction):
-                continue
-        return False
+        """Whether e is per-coordinate (reductions are scalars)."""
+        return any(s in self.lists for s in e.free_symbols)
 
     def lin(self, e: sp.Expr) -> tuple[str, bool]:
         """(list expression, fresh) for a per-coordinate expression."""
@@ -289,7 +285,7 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
         return hoisted[e]
 
     lin = _Lin(lists, scalar_name)
-    stages: list[tuple[str, Any]] = []  # ("group", ops, scalars) | ("raw", lines)
+    stages: list[tuple[Any, ...]] = []  # ("group", ops, scalars) | ("reduce", …) | ("evaluate", …)
 
     def emit_group(ops_before: int, scal_before: int) -> None:
         stages.append(("group", lin.ops[ops_before:], stage_scalars[scal_before:]))
@@ -352,7 +348,6 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
     # computed (in their own stages) before this stage starts
     prepared = {b: prepare(e) for b, e in program.outputs.items()}
     o0, s0 = len(lin.ops), len(stage_scalars)
-    new_state: dict[str, str] = {}
     for b in state_blocks:
         e = prepared[b.name]
         if e == b:
@@ -362,7 +357,6 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
             out = f'G["new_{b.name}"]'
             lin.ops.append(("clone", out, lst))
             lst = out
-        new_state[b.name] = lst
         lin.ops.append(("alias", f'G["new_{b.name}"]', lst))
     e_theta = prepared[theta.name]
     step_expr = sp.expand(e_theta - theta)
@@ -485,7 +479,6 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
                 f'                raise ValueError(f"{kw} must be {what}, got {{group[{kw!r}]}}")\n'
                 for kw, cond, what in checks
             ),
-            uses_time=uses_time,
         )
     )
     return "\n".join(src) + "\n"

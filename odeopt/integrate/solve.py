@@ -564,12 +564,12 @@ class _Run:
                         )
                         self.x = ops.take(self.x, keep)
                         t, h = t[~conv], h[~conv]
-                if bar is not None:
-                    bar.update(0)
             if len(self.active):
                 self.save(ops.column(t))
             else:
                 self._skip_save()
+            if bar is not None:
+                bar.update(1)
         while self.saved < len(grid):
             self._skip_save()
 
@@ -675,13 +675,10 @@ def _scipy_event(
 
 def _fill_globals(run: _Run, grid: np.ndarray) -> None:
     """H, F and |∇F| at every saved state (after the fact, for the solver backends)."""
-    field = NumericField(run.system, run.field.objective, {}, run.backend)
+    field = NumericField(run.system, run.field.objective, run.field.params, run.backend)
     for s in range(len(grid)):
-        rows = slice(None)
-        x = {b: run.out[b][s, rows] for b in run.names}
-        field.params = run.field.params
-        H, F, gn = run.snapshot(x, grid[s], field)
-        run.H[s], run.F[s], run.G[s] = H, F, gn
+        x = {b: run.out[b][s] for b in run.names}
+        run.H[s], run.F[s], run.G[s] = run.snapshot(x, grid[s], field)
     run.saved = len(grid)
 
 
