@@ -12,7 +12,7 @@ import torch
 import odeopt as oo
 
 WORKER = r"""
-import sys, torch, torch.distributed as dist
+import os, sys, torch, torch.distributed as dist
 sys.path.insert(0, {folder!r})
 torch.set_num_threads(1)
 from bbi_opt import BbiSymplecticEuler as Opt
@@ -45,7 +45,11 @@ if rank == 0:
     torch.save(torch.cat([p.detach().flatten() for p in params]),
                "{folder}/result_%d.pt" % world)
 if world > 1:
-    dist.destroy_process_group()
+    # gloo's teardown can abort at interpreter exit ("terminate called without an active
+    # exception") after all the work is done: meet, then leave without tearing down
+    dist.barrier()
+    sys.stdout.flush()
+    os._exit(0)
 """
 
 
