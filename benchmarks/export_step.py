@@ -66,8 +66,10 @@ def main() -> None:
             ("SGD foreach", lambda ps: torch.optim.SGD(ps, lr=h * h, momentum=0.9, foreach=True)),
             ("SGD fused", lambda ps: torch.optim.SGD(ps, lr=h * h, momentum=0.9, fused=True)),
             ("odeopt foreach", lambda ps: Opt(ps, lr=h, friction=friction, foreach=True)),
-            ("odeopt foreach, no finite check",
-             lambda ps: Opt(ps, lr=h, friction=friction, foreach=True, check_finite=False)),
+            (
+                "odeopt foreach, no finite check",
+                lambda ps: Opt(ps, lr=h, friction=friction, foreach=True, check_finite=False),
+            ),
             ("odeopt per-parameter", lambda ps: Opt(ps, lr=h, friction=friction, foreach=False)),
         ):
             params = make_params(shapes, device)
@@ -81,8 +83,10 @@ def main() -> None:
         base = rows["SGD foreach"][0]
         mem = rows["SGD foreach"][1]
         for name, (t, b) in rows.items():
-            print(f"  {label:10s} {name:34s} {t * 1e3:8.3f} ms  {t / base:5.2f}× SGD foreach  "
-                  f"state {b / 2**20:7.1f} MiB ({b / max(mem, 1):.2f}× SGD's)")
+            print(
+                f"  {label:10s} {name:34s} {t * 1e3:8.3f} ms  {t / base:5.2f}× SGD foreach  "
+                f"state {b / 2**20:7.1f} MiB ({b / max(mem, 1):.2f}× SGD's)"
+            )
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
 """Symbolic energy balances and verdicts."""
 
 import numpy as np
+import pytest
 import sympy as sp
 
 import odeopt as oo
+from odeopt.errors import StructureError
+from odeopt.symbolic import EnergyLevel
 
 
 def test_heavy_ball_balance():
@@ -33,14 +36,57 @@ def test_bbi_balance_is_conservative():
 
 
 def test_bbi_vector_field_is_the_seed_form():
+    """The pH field (J − R)∇H is the seed's with E = H; the stored-energy field is the same
+    with E a stored constant, and |π|² on the level set is E²/V − V."""
     system = oo.zoo.bbi()
     theta, p = system.blocks
     F, g = system.loss, system.loss.grad
     dV = system.parameter("delta_v").symbol
     V = F - dV
-    E = sp.sqrt(V * (V + oo.sqnorm(p)))
+    H = sp.sqrt(V * (V + oo.sqnorm(p)))
+    assert sp.simplify(system.structural_field["theta"] - V / H * p) == 0
+    assert sp.simplify(system.structural_field["p"] + g / 2 * (H / V + V / H)) == 0
+    E = system.level_set.E
+    assert system.parameter("E").stored
     assert sp.simplify(system.vector_field["theta"] - V / E * p) == 0
     assert sp.simplify(system.vector_field["p"] + g / 2 * (E / V + V / E)) == 0
+    assert sp.simplify(system.level_set.surface - (E**2 / V - V)) == 0
+
+
+def test_energy_level_refuses_what_it_cannot_do():
+    theta, p = oo.blocks("theta p")
+    F = oo.loss(theta)
+    gamma = oo.parameters("gamma", positive=True)
+    H = F + oo.sqnorm(p) / 2
+    with pytest.raises(StructureError, match="conservative"):
+        oo.PortHamiltonian(
+            H,
+            [theta, p],
+            J=[[0, 1], [-1, 0]],
+            R=[[0, 0], [0, gamma]],
+            parameters=[gamma],
+            energy_level=EnergyLevel(p, initial=F),
+        )
+    with pytest.raises(StructureError, match="does not contain"):
+        oo.PortHamiltonian(
+            F + oo.total(p**4),
+            [theta, p],
+            J=[[0, 1], [-1, 0]],
+            energy_level=EnergyLevel(p, initial=F),
+        )
+    with pytest.raises(StructureError, match="not an energy block"):
+        oo.PortHamiltonian(
+            H, [theta, p], J=[[0, 1], [-1, 0]], energy_level=EnergyLevel(oo.Block("q"), initial=F)
+        )
+    Emine = oo.parameters("E", positive=True)
+    with pytest.raises(StructureError, match="already a parameter"):
+        oo.PortHamiltonian(
+            H,
+            [theta, p],
+            J=[[0, 1], [-1, 0]],
+            parameters={Emine: 1.0},
+            energy_level=EnergyLevel(p, initial=F),
+        )
 
 
 def test_feedback_port_supply():

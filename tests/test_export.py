@@ -4,6 +4,7 @@ exact resume, closures, errors, and a file that runs with torch alone."""
 from __future__ import annotations
 
 import copy
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -404,3 +405,66 @@ def test_time_dependent_rules_keep_time_per_group_and_are_not_sgd() -> None:
     a.grad = torch.ones(2)
     opt.step()
     assert opt.state[a]["t"] == pytest.approx(0.3) and opt.state[b]["t"] == pytest.approx(0.3)
+
+
+def _bbi_reference(model, X, y, lr, v0, delta_e, rescale, steps):
+    """ALGORITHMS.md §6 written out as a plain loop (global norms, float64)."""
+    params = list(model.parameters())
+    E = None
+    pi: list[torch.Tensor] = []
+    for _ in range(steps):
+        for p in params:
+            p.grad = None
+        loss = torch.nn.functional.cross_entropy(model(X), y)
+        loss.backward()
+        V = loss.item() - v0
+        g = [p.grad for p in params]
+        if E is None:
+            E = V + delta_e
+            gsq = float(sum((gi * gi).sum() for gi in g))
+            target = E * E / V - V
+            c = math.sqrt(target / gsq) if gsq > 0 and target > 0 else 0.0
+            pi = [-c * gi for gi in g]
+        if rescale:
+            S = float(sum((x * x).sum() for x in pi))
+            target = E * E / V - V
+            r = 1.0 if target < 0 or S <= 0 or abs(target - S) < 1e-10 else math.sqrt(target / S)
+            pi = [r * x for x in pi]
+        pi = [x - 0.5 * lr * (V / E + E / V) * gi for x, gi in zip(pi, g, strict=True)]
+        with torch.no_grad():
+            for p, x in zip(params, pi, strict=True):
+                p.add_(lr * (V / E) * x)
+    return torch.cat([p.detach().flatten() for p in params]), E, pi
+
+
+@pytest.mark.parametrize("rescale", [True, False])
+@pytest.mark.parametrize("foreach", [True, False])
+def test_bbi_export_equals_the_discrete_bbi_of_ecd(digits, rescale, foreach) -> None:
+    """Exported BBI + symplectic Euler (π first) is §6's rule: energy E stored at the first
+    step (V + δE), π₀ along −g on H = E, optional rescaling, kick, drift; 300 steps, 1e-12."""
+    X, y, model = digits
+    lr, v0, delta_e, steps = 0.05, -0.2, 0.3, 300
+    Opt = oo.discretize(zoo.bbi(rescale=rescale), "symplectic_euler").to_torch()
+    ours, opt = _train(
+        lambda ps: Opt(ps, lr=lr, delta_v=v0, delta_e=delta_e, foreach=foreach),
+        copy.deepcopy(model),
+        X,
+        y,
+        steps=steps,
+        closure=True,
+    )
+    ref, E, pi = _bbi_reference(copy.deepcopy(model), X, y, lr, v0, delta_e, rescale, steps)
+    assert opt.state["odeopt"]["E"] == pytest.approx(E, rel=1e-15)
+    assert (ours - ref).abs().max().item() <= 1e-12
+    ours_p = torch.cat([opt.state[p]["p"].flatten() for p in opt.param_groups[0]["params"]])
+    assert (ours_p - torch.cat([x.flatten() for x in pi])).abs().max().item() <= 1e-12
+    loss0 = torch.nn.functional.cross_entropy(model(X), y).item()
+    final = _final_loss_of(model, ours, X, y)
+    assert final < 0.5 * loss0  # and it trains
+
+
+def _final_loss_of(model, flat, X, y) -> float:
+    m = copy.deepcopy(model)
+    torch.nn.utils.vector_to_parameters(flat, m.parameters())
+    with torch.no_grad():
+        return torch.nn.functional.cross_entropy(m(X), y).item()

@@ -241,7 +241,8 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
     cls = name or class_name(rule)
     theta = sys_.loss.block
     state_blocks = [b for b in sys_.all_blocks if b != theta]
-    keywords = {p.symbol: _identifier(p.name) for p in sys_.parameters}
+    keywords = {p.symbol: _identifier(p.name) for p in sys_.parameters if not p.stored}
+    stored = {p.symbol: p.name for p in sys_.parameters if p.stored}
     reserved = {
         "params",
         "lr",
@@ -266,6 +267,8 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
     scalars: dict[sp.Symbol, str] = {rule.h: "lr"}
     for sym, kw in keywords.items():
         scalars[sym] = f"P_{kw}"  # locals cannot clash with generated names
+    for sym, nm in stored.items():
+        scalars[sym] = f"glob[{nm!r}]"  # stored state (the energy E), global over groups
     scalars[sys_.loss] = "F"
     counter = itertools.count()
     uses_time = False
@@ -378,12 +381,10 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
 
     needs_closure = any(s[0] == "evaluate" for s in stages)
     needs_loss = rule.needs_loss
-    defaults = {
-        kw: sys_.parameter(p.name).default
-        for p, kw in zip(sys_.parameters, keywords.values(), strict=True)
-    }
+    params = [p for p in sys_.parameters if not p.stored]
+    defaults = {kw: p.default for p, kw in zip(params, keywords.values(), strict=True)}
     checks = []
-    for p in sys_.parameters:
+    for p in params:
         kw = keywords[p.symbol]
         a = p.symbol.assumptions0
         if a.get("positive"):
@@ -452,11 +453,14 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
     src.append(f"NEEDS_LOSS = {needs_loss}")
     src.append(f"STATE_BLOCKS = {[b.name for b in state_blocks]!r}")
     src.append(f"USES_TIME = {uses_time}")
+    src.append(f"LEVEL_SET = {sys_.level_set is not None}")
     src.append(_RUNTIME)
+    if sys_.level_set is not None:
+        src += _level_set_start(sys_, rule, keywords, printer)
     for label, lines in (("foreach", foreach_lines), ("single", single_lines)):
         src.append("")
         src.append("")
-        src.append(f"def _step_{label}(groups, F, closure, maximize, process_group):")
+        src.append(f"def _step_{label}(groups, F, closure, maximize, process_group, glob):")
         how = "torch._foreach_* ops" if label == "foreach" else "a loop per parameter"
         src.append(f'    """One step on all groups ({how})."""')
         src += lines or ["    pass"]
@@ -482,6 +486,54 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
         )
     )
     return "\n".join(src) + "\n"
+
+
+def _level_set_start(
+    sys_: Any, rule: UpdateRule, keywords: dict[sp.Symbol, str], printer: _ScalarPrinter
+) -> list[str]:
+    """``_start``: the first step of a stored-energy rule sets E and the momentum."""
+    ls = sys_.level_set
+    assert sys_.loss is not None
+    gsq = sp.Symbol("_gsq")
+    E0 = ls.initial
+    c = ls.start_coefficient(gsq, ls.E)
+    used = sorted({keywords[s] for s in (E0.free_symbols | c.free_symbols) if s in keywords})
+    names: dict[sp.Symbol, str] = {s: f"P_{kw}" for s, kw in keywords.items()}
+    names.update({sys_.loss: "F", gsq: "_gsq", ls.E: "E"})
+    printer._names = names
+    p = ls.spec.momentum.name
+    lines = [
+        "",
+        "",
+        "def _start(groups, F, glob, process_group):",
+        f'    """The first step: E = {E0}; {p} = −c·∇F with c = {c}',
+        '    (along −∇F, on the level set H = E)."""',
+        "    G = groups[0]",
+    ]
+    for kw in used:
+        lines += [
+            f"    if any(H[{kw!r}] != G[{kw!r}] for H in groups):",
+            f'        raise ValueError("the stored energy is global: all param groups need the '
+            f'same {kw}")',
+            f"    P_{kw} = G[{kw!r}]",
+        ]
+    lines += [
+        "    _gsq = 0.0",
+        "    for G in groups:",
+        '        _gsq += _total([g * g for g in G["g"]])',
+        "    _gsq = _reduce_global(_gsq, process_group)",
+        f"    E = {printer.doprint(E0)}",
+        "    if not (math.isfinite(E) and E > 0):",
+        "        raise FloatingPointError(",
+        '            f"the stored energy E = {E} must be positive and finite "',
+        f'            f"({E0} at the start)")',
+        f"    _c = {printer.doprint(c)}",
+        "    for G in groups:",
+        f'        for m, g in zip(G[{p!r}], G["g"]):',
+        "            m.copy_(g).mul_(-_c)",
+        f"    glob[{ls.spec.symbol!r}] = E",
+    ]
+    return lines
 
 
 def _collect(e: sp.Expr, lists: dict[sp.Symbol, str]) -> sp.Expr:
@@ -686,9 +738,12 @@ _CLASS_TEMPLATE = '''class {cls}(Optimizer):
         foreach = groups[0]["foreach"]
         if foreach is None:
             foreach = all(p.is_cuda for G in groups for p in G["theta"])
+        glob = self.state["odeopt"]  # state shared by all groups (kept in state_dict)
         try:
+            if LEVEL_SET and not glob:
+                _start(groups, F, glob, self.process_group)
             (_step_foreach if foreach else _step_single)(
-                groups, F, closure, maximize, self.process_group)
+                groups, F, closure, maximize, self.process_group, glob)
         except _NonFinite as exc:  # nothing was written: θ and the state change last
             if all(G["skip_nonfinite"] for G in groups):
                 self.skipped_steps += 1

@@ -118,6 +118,12 @@ class NumericField:
 
     @params.setter
     def params(self, values: Mapping[str, Any]) -> None:
+        ls = self.system.level_set
+        if ls is not None and values.get(ls.spec.symbol) is None and values:
+            raise ValueError(
+                f"{self.system.name} stores its energy: give {ls.spec.symbol} (e.g. H(x₀), "
+                "what integrate() uses by default)"
+            )
         self._params = dict(values)
         self._by_symbol = {self._symbols[k]: v for k, v in self._params.items()}
 
@@ -218,6 +224,16 @@ class NumericField:
     @staticmethod
     def constant(value: Any) -> float:
         return float(value)
+
+    def project(self, x: State, t: Any) -> State:
+        ls = self.system.level_set
+        if ls is None:
+            return dict(x)
+        p = ls.spec.momentum
+        fn = self._fn("project", [p * ls.factor])
+        out = dict(x)
+        (out[p.name],) = self._call(fn, x, t)
+        return out
 
     def unknowns(self, x: State) -> State:
         raise TypeError("a numeric field solves for the next state; it has no unknown symbols")

@@ -102,6 +102,8 @@ def _prepare_params(
     values = system.with_parameters(**dict(params or {}))
     out: dict[str, Any] = {}
     for k, v in values.items():
+        if v is None:  # a stored quantity (the energy E of a level set): set from x₀
+            continue
         arr = np.asarray(v.detach().cpu().numpy() if _is_torch(v) else v, dtype=float)
         if arr.ndim == 0:
             out[k] = float(arr)
@@ -825,12 +827,23 @@ def integrate(
             )
         sch = None
     else:
-        sch = _schemes.get(scheme)
+        sch = _schemes.for_system(_schemes.get(scheme), system)
     dim = getattr(problem, "dim", None)
     x = _prepare_x0(system, x0, backend, dim)
     ref = next(iter(x.values()))
     B = ref.shape[0]
     p = _prepare_params(system, params, B, backend, ref)
+    ls = system.level_set
+    if ls is not None and ls.spec.symbol not in p:
+        # the stored energy defaults to that of the start: E = H(x₀) per trajectory
+        probe = NumericField(
+            system,
+            problem,
+            {**p, ls.spec.symbol: 1.0},
+            "torch" if backend in ("torch", "torchdiffeq") else "numpy",
+        )
+        t_start = float(t_span[0]) if t_span is not None else 0.0
+        p[ls.spec.symbol] = probe.energy(x, t_start)[:, 0]
     fixed = sch is not None and not sch.adaptive
     if not fixed and t_span is None:
         raise ValueError("adaptive schemes and solvers need t_span=(t0, t1)")

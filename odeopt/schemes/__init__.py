@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .adaptive import EulerRichardson, StepController
-from .base import Field, Scheme, Step, axpy, combine
+from .base import Field, Projected, Scheme, Step, axpy, combine, for_system
 from .discrete_gradient import DiscreteGradient
 from .partitioned import Leapfrog, SymplecticEuler
 from .program import Evaluation, Program, SymbolicField, run_symbolic
@@ -37,6 +37,7 @@ __all__ = [
     "Field",
     "Leapfrog",
     "Program",
+    "Projected",
     "RungeKutta",
     "Scheme",
     "Step",
@@ -45,6 +46,7 @@ __all__ = [
     "SymplecticEuler",
     "axpy",
     "combine",
+    "for_system",
     "get",
     "names",
     "run_symbolic",

@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Protocol
 
 import sympy as sp
 
-__all__ = ["Field", "Scheme", "Step", "State", "axpy", "combine"]
+__all__ = ["Field", "Projected", "Scheme", "Step", "State", "axpy", "combine", "for_system"]
 
 State = dict[str, Any]
 
@@ -76,6 +76,11 @@ class Field(Protocol):
 
     def distance(self, a: State, b: State) -> Any:
         """max over blocks and coordinates of |a − b| / (1 + |b|), per trajectory (numeric)."""
+        ...
+
+    def project(self, x: State, t: Any) -> State:
+        """x with the momentum rescaled onto the level set H = E (systems with a stored
+        energy, :class:`~odeopt.symbolic.EnergyLevel`): p ← r·p, r = √(S*(E)/|p|²)."""
         ...
 
 
@@ -138,3 +143,37 @@ class Scheme:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(order={self.order})"
+
+
+class Projected(Scheme):
+    """``inner`` preceded by the projection onto the level set H = E:
+    x_{k+1} = Φ_h(P(x_k), t_k), P the field's :meth:`Field.project`.
+
+    This is how a stored-energy system that asks for it (``EnergyLevel(project=True)``,
+    ECD's exact energy rescaling) is stepped, in integration, extraction and export alike;
+    :func:`for_system` wraps a scheme when the system asks.
+    """
+
+    def __init__(self, inner: Scheme) -> None:
+        self.inner = inner
+        self.name = inner.name  # type: ignore[misc]
+        self.order = inner.order
+        self.partitioned = inner.partitioned
+        self.adaptive = inner.adaptive
+        self.error_order = inner.error_order
+        self.implicit = inner.implicit
+
+    def step(self, f: Field, x: State, t: Any, h: Any) -> Step:
+        return self.inner.step(f, f.project(x, t), t, h)
+
+    def __repr__(self) -> str:
+        return f"Projected({self.inner!r})"
+
+
+def for_system(scheme: Scheme, system: Any) -> Scheme:
+    """``scheme`` as ``system`` is stepped: wrapped in :class:`Projected` when the system
+    stores its energy and asks for the projection."""
+    ls = getattr(system, "level_set", None)
+    if ls is not None and ls.spec.project and not isinstance(scheme, Projected):
+        return Projected(scheme)
+    return scheme

@@ -21,6 +21,7 @@ import sympy as sp
 from ..symbolic.codegen import Compiled, compile_expressions
 from ..symbolic.energy import canonical_reduction, to_globals
 from ..symbolic.language import Block, Gradient, Loss, Reduction, t
+from .base import for_system
 
 if TYPE_CHECKING:
     from ..symbolic.system import PortHamiltonian
@@ -190,6 +191,17 @@ class SymbolicField:
     def unknowns(self, x: State) -> State:
         return {b: self._fresh(b, "next") for b in x}
 
+    def project(self, x: State, tt: Any) -> State:
+        ls = self.system.level_set
+        if ls is None:
+            return dict(x)
+        p = ls.spec.momentum.name
+        r = ls.factor
+        sub = self._substitution(x, tt, [r])
+        out = dict(x)
+        out.update(self._name_state({p: sub[ls.spec.momentum] * self._apply(r, sub)}))
+        return out
+
     def distance(self, a: State, b: State) -> Any:
         raise TypeError(
             "a symbolic field has no numeric distance; implicit schemes record "
@@ -269,9 +281,16 @@ class Program:
 
         ``objective.value_and_grad(theta)`` gives F (batch,) and ∇F (batch, n); parameters are
         given by keyword (defaults from the system); for implicit schemes ``unknowns`` gives
-        the values at which the fixed-point map is evaluated.
+        the values at which the fixed-point map is evaluated. A stored energy E (level-set
+        systems) not given is E = H(x), the energy of the state stepped from.
         """
         values = self.system.with_parameters(**params)
+        ls = self.system.level_set
+        if ls is not None and values.get(ls.spec.symbol) is None:
+            assert self.system.loss is not None
+            F0, _ = objective.value_and_grad(x[self.system.loss.block.name])
+            rest = {k: v for k, v in values.items() if k != ls.spec.symbol}
+            values[ls.spec.symbol] = self.system.compile(backend).energy(x, F0, t, **rest)
         env: dict[str, Any] = {b: v for b, v in x.items()}
         for p in self.system.parameters:
             env[p.symbol.name] = values[p.name]
@@ -310,7 +329,7 @@ def run_symbolic(system: PortHamiltonian, scheme: Scheme | str) -> Program:
     """The program of one step of ``scheme`` on ``system``, with step symbol h."""
     from . import get
 
-    scheme = get(scheme)
+    scheme = for_system(get(scheme), system)
     f = SymbolicField(system)
     h = sp.Symbol("h", positive=True)
     x = {b.name: b for b in system.all_blocks}

@@ -15,12 +15,14 @@ from .language import (
     t,
     total,
 )
+from .level_set import EnergyLevel
 from .system import CompiledSystem, Parameter, PortHamiltonian
 
 __all__ = [
     "Block",
     "CompiledSystem",
     "EnergyBalance",
+    "EnergyLevel",
     "Gradient",
     "Loss",
     "Parameter",

@@ -245,7 +245,8 @@ def energy_balance(system: PortHamiltonian, samples: int = 2000, seed: int = 0) 
     """dH/dt = −∇HᵀR∇H + yᵀu + Σ∂H/∂s·ṡ + ∂H/∂t for a :class:`PortHamiltonian`."""
     H = system.hamiltonian
     grad = system.grad_hamiltonian
-    rhs = sp.Matrix([system.vector_field[b] for b in system.blocks])
+    # the pH form: a level-set system's field equals it on H = E (see EnergyLevel)
+    rhs = sp.Matrix([system.structural_field[b] for b in system.blocks])
     diss_c = -(grad.T * system.R * grad)[0, 0]
     supply_c = (system.y.T * system.u)[0, 0] if system.u.shape[0] else sp.Integer(0)
     aux_c = sp.Integer(0)

@@ -94,7 +94,12 @@ class ExplicitSystem:
         sysm = self.system
         H = self.hamiltonian
         rate_expr = sp.Integer(0)
-        for b, vec in self.vector_field.items():
+        # the pH field (a level-set system's field equals it on H = E)
+        fields = [
+            (b, [self.concrete(sysm.structural_field[b], j) for j in range(self.dim)])
+            for b in sysm.blocks
+        ] + [(b, list(self.vector_field[b])) for b in sysm.aux_blocks]
+        for b, vec in fields:
             for z, zdot in zip(self.components[b], vec, strict=True):
                 rate_expr += sp.diff(H, z) * zdot
         times = [s for s in H.free_symbols if isinstance(s, Time)]
@@ -200,7 +205,13 @@ class ExplicitCompiled:
         if missing:
             raise KeyError(f"missing block(s) {missing}")
         merged = self.explicit.system.with_parameters(**params)
-        return [state[b] for b in self._blocks], [merged[k] for k in self._keywords]
+        blocks = [state[b] for b in self._blocks]
+        ls = self.explicit.system.level_set
+        if ls is not None and merged[ls.spec.symbol] is None:  # E defaults to H of the state
+            merged[ls.spec.symbol] = 1.0  # H does not use E
+            E = self._energy(*blocks, 0.0, *[merged[k] for k in self._keywords])[0]
+            merged[ls.spec.symbol] = E
+        return blocks, [merged[k] for k in self._keywords]
 
     def field(self, state: Mapping[str, Any], t: Any = 0.0, **params: Any) -> dict[str, Any]:
         blocks, values = self._args(state, params)

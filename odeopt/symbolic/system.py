@@ -30,6 +30,7 @@ from .language import (
     coordinate_derivative,
     coordinate_symbols,
 )
+from .level_set import EnergyLevel, LevelSet
 
 __all__ = ["BlockMap", "Parameter", "PortHamiltonian", "CompiledSystem"]
 
@@ -65,6 +66,7 @@ class Parameter:
     name: str
     symbol: sp.Symbol
     default: float | None
+    stored: bool = False  # state, not a hyper-parameter (the stored energy E of a level set)
 
 
 def _as_matrix(value: Any, what: str, shape: tuple[int, int] | None = None) -> sp.Matrix:
@@ -78,6 +80,10 @@ def _as_matrix(value: Any, what: str, shape: tuple[int, int] | None = None) -> s
             f"{shape[0]}×{shape[1]} (one row/column per energy block)"
         )
     return m
+
+
+def _nonzero_matrix(m: sp.Matrix) -> bool:
+    return any(_nonzero(e) for e in m)
 
 
 def _nonzero(expr: sp.Expr) -> bool:
@@ -164,6 +170,7 @@ class PortHamiltonian:
         aliases: Mapping[str, sp.Symbol] | None = None,
         name: str = "system",
         description: str = "",
+        energy_level: EnergyLevel | None = None,
     ) -> None:
         self.name = name
         self.description = description
@@ -217,9 +224,31 @@ class PortHamiltonian:
         self._check_parameter_values()
 
         rhs = ((self.J - self.R) * self.grad_hamiltonian + self.G * self.u).applyfunc(sp.simplify)
+        # the port-Hamiltonian form (J − R)∇H + Gu: what the energy balance is proved for
+        self.structural_field = BlockMap([(b, rhs[i]) for i, b in enumerate(self.blocks)])
+        self.level_set: LevelSet | None = None
+        if energy_level is not None:
+            rhs = self._use_level_set(energy_level, rhs)
         self.vector_field = BlockMap(
             [(b, rhs[i]) for i, b in enumerate(self.blocks)] + list(self.aux.items())
         )
+
+    def _use_level_set(self, spec: EnergyLevel, rhs: sp.Matrix) -> sp.Matrix:
+        if _nonzero_matrix(self.R) or _nonzero_matrix(self.G * self.u) or self.aux_blocks:
+            raise StructureError(
+                "energy_level needs a conservative system (R = 0, no port input, no auxiliary "
+                "blocks): only then is the energy E constant along the flow"
+            )
+        ls = LevelSet(spec, self.hamiltonian, self.blocks)
+        if any(p.name == spec.symbol or p.symbol.name == spec.symbol for p in self.parameters):
+            raise StructureError(
+                f"energy_level: the stored energy's name {spec.symbol!r} is already a parameter"
+            )
+        self.level_set = ls
+        self.parameters = (*self.parameters, Parameter(spec.symbol, ls.E, None, stored=True))
+        if spec.eliminate:
+            rhs = rhs.applyfunc(ls.on_surface)
+        return rhs
 
     # ------------------------------------------------------------------ validation
     @staticmethod
@@ -451,7 +480,8 @@ class PortHamiltonian:
             if p.name in values:
                 check_value(p, values[p.name], ValueError)
         merged = {**self.defaults, **values}
-        missing = sorted(k for k, v in merged.items() if v is None)
+        stored = {p.name for p in self.parameters if p.stored}
+        missing = sorted(k for k, v in merged.items() if v is None and k not in stored)
         if missing:
             raise TypeError(f"{self.name} needs value(s) for parameter(s) {missing}")
         return merged
@@ -504,6 +534,17 @@ class PortHamiltonian:
         lines.append(f"  R = {self.R.tolist()}")
         if self.G.shape[1]:
             lines.append(f"  G = {self.G.tolist()},  u = {list(self.u)},  y = {list(self.y)}")
+        ls = self.level_set
+        if ls is not None:
+            how = [
+                "E stored (state, not a hyper-parameter)",
+                f"|{ls.spec.momentum}|² = {ls.surface} on H = E",
+            ]
+            if ls.spec.eliminate:
+                how.append("the ODE below is written on that level set")
+            if ls.spec.project:
+                how.append(f"{ls.spec.momentum} is rescaled onto H = E before each step")
+            lines.append("  level set: " + "; ".join(how))
         lines.append("  ODE (per coordinate i):")
         for b, e in self.vector_field.items():
             lines.append(f"    d{b.name}/dt = {e}")
@@ -525,6 +566,7 @@ class CompiledSystem:
 
     ``field(state, F, g, t=0.0, **params)`` returns ``{block name: dx/dt}`` with arrays of
     shape (batch, n); ``energy(state, F, t=0.0, **params)`` returns H of shape (batch,).
+    A level-set system's stored energy E, when not given, is H of the state.
     Parameters default to the system's defaults. ``state`` maps block names to (batch, n)
     arrays (numpy, or torch tensors for ``backend="torch"``).
     """
@@ -552,13 +594,21 @@ class CompiledSystem:
     def field(
         self, state: Mapping[str, Any], F: Any = None, g: Any = None, t: Any = 0.0, **params: Any
     ) -> dict[str, Any]:
-        out = self._field(dict(state), F, g, t, **self._params(params))
+        values = self._params(params)
+        ls = self.system.level_set
+        if ls is not None and values[ls.E.name] is None:  # E defaults to H of this state
+            values[ls.E.name] = self.energy(state, F, t, **params)
+        out = self._field(dict(state), F, g, t, **values)
         return dict(zip(self._names, out, strict=True))
 
     __call__ = field
 
     def energy(self, state: Mapping[str, Any], F: Any = None, t: Any = 0.0, **params: Any) -> Any:
-        (H,) = self._energy(dict(state), F, None, t, **self._params(params))
+        values = self._params(params)
+        ls = self.system.level_set
+        if ls is not None and values[ls.E.name] is None:
+            values[ls.E.name] = 1.0  # H does not use the stored E
+        (H,) = self._energy(dict(state), F, None, t, **values)
         return H
 
 

@@ -1,0 +1,105 @@
+"""A conserved energy stored as state: the level set H = E of a conservative system.
+
+Energy Conserving Descent (ALGORITHMS.md §6) does not integrate the flow of H as such: it
+stores the energy E reached at the start and moves on the level set H = E. Three things follow
+from that, each derived here from H by sympy, for any conservative system whose H depends on
+its momentum block p through S = |p|² only:
+
+* the **surface**: the solution S*(E, θ) of H(θ, S) = E for S (BBI: S* = E²/V − V);
+* the **field on the level set** (``eliminate=True``): (J − R)∇H with S replaced by S*, so
+  the field depends on E instead of |p|² (BBI: θ' = (V/E)p, p' = −½(E/V + V/E)∇F);
+* the **projection** (``project=True``): before every step, p ← r·p with r = √(S*/S), which
+  puts the state back on H = E; r = 1 when |S* − S| < ``tol``, when S* < 0 (no momentum can
+  reach E there) or when S = 0 (no direction to rescale).
+
+E is a *stored* parameter of the system (:attr:`Parameter.stored`): not a hyper-parameter but
+state. Integration takes E = H(x₀) per trajectory unless it is given; an exported optimizer
+sets E = ``initial`` (an expression of F and the parameters at the first step) and starts the
+momentum along −∇F on the level set: p₀ = −√(S*(E)/|∇F|²)·∇F (zero when ∇F = 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sympy as sp
+
+from ..errors import StructureError
+from .language import Block, Reduction, sqnorm
+
+__all__ = ["EnergyLevel", "LevelSet"]
+
+
+@dataclass(frozen=True)
+class EnergyLevel:
+    """How a conservative system uses its stored energy E (see the module docstring).
+
+    ``momentum`` is the block rescaled by the projection (H must depend on it through |p|²
+    only); ``initial`` is E at the first step of an exported optimizer, an expression of the
+    loss F and the parameters (BBI: V + δE); ``symbol`` names E.
+    """
+
+    momentum: Block
+    initial: Any
+    eliminate: bool = True
+    project: bool = True
+    tol: float = 1e-10
+    symbol: str = "E"
+
+
+class LevelSet:
+    """The expressions an :class:`EnergyLevel` makes of a system's H (built by the system)."""
+
+    def __init__(self, spec: EnergyLevel, hamiltonian: sp.Expr, blocks: tuple[Block, ...]) -> None:
+        if spec.momentum not in blocks:
+            raise StructureError(
+                f"energy_level: the momentum {spec.momentum} is not an energy block"
+            )
+        if not spec.tol >= 0:
+            raise StructureError(f"energy_level: tol must be ≥ 0, got {spec.tol}")
+        self.spec = spec
+        self.E = sp.Symbol(spec.symbol, positive=True)
+        p = spec.momentum
+        self.S: Reduction = sqnorm(p)
+        if self.S not in hamiltonian.free_symbols:
+            raise StructureError(
+                f"energy_level: H = {hamiltonian} does not contain |{p}|²; the level set is "
+                "solved for the momentum's squared norm"
+            )
+        if hamiltonian.xreplace({self.S: sp.Integer(0)}).has(p):
+            raise StructureError(
+                f"energy_level: H depends on {p} other than through |{p}|²; the projection "
+                "p ← r·p needs H(θ, |p|²)"
+            )
+        s = sp.Symbol("S_", nonnegative=True)
+        sols = sp.solve(sp.Eq(hamiltonian.xreplace({self.S: s}), self.E), s)
+        if len(sols) != 1:
+            raise StructureError(
+                f"energy_level: H = E has {len(sols)} solutions for |{p}|² ({sols}); one is needed"
+            )
+        # partial fractions in E keep V = F − ΔV unexpanded (E²/V − V, not (E² − V²)/V)
+        self.surface: sp.Expr = sp.apart(sp.simplify(sols[0]), self.E)
+        target = self.surface
+        S = self.S
+        tol = sp.Float(spec.tol)
+        keep = sp.Or(target < 0, S <= 0, sp.Abs(target - S) < tol)
+        self.factor: sp.Expr = sp.Piecewise((sp.Integer(1), keep), (sp.sqrt(target / S), True))
+        self.initial = sp.sympify(spec.initial)
+        if self.initial.has(p):
+            raise StructureError(
+                "energy_level: initial (E at the first step) cannot use the momentum"
+            )
+
+    def on_surface(self, expr: sp.Expr) -> sp.Expr:
+        """``expr`` with |p|² replaced by S*(E), simplified (E > 0) and split into partial
+        fractions in E (BBI: −½(E/V + V/E)g, the form of §6)."""
+        return sp.apart(sp.simplify(sp.sympify(expr).xreplace({self.S: self.surface})), self.E)
+
+    def start_coefficient(self, grad_sqnorm: sp.Expr, energy: sp.Expr) -> sp.Expr:
+        """c in p₀ = −c·∇F: c = √(S*(E₀)/|∇F|²), and 0 when ∇F = 0 or S*(E₀) ≤ 0."""
+        target = self.surface.xreplace({self.E: energy})
+        return sp.Piecewise(
+            (sp.Integer(0), sp.Or(grad_sqnorm <= 0, target <= 0)),
+            (sp.sqrt(target / grad_sqnorm), True),
+        )
