@@ -76,6 +76,41 @@ def test_heavy_ball_symplectic_euler_equals_sgd_momentum_on_digits(digits, forea
     assert _final_loss(Opt, model, X, y) < loss.item()
 
 
+@pytest.mark.parametrize("foreach", [True, False])
+def test_heavy_ball_nesterov_euler_equals_sgd_nesterov_on_digits(digits, foreach) -> None:
+    """Symplectic Euler with a look-ahead drift is torch's NAG: identified, and equal."""
+    X, y, model = digits
+    h, mass, friction = 0.3, 1.5, 0.5
+    rule = oo.discretize(zoo.heavy_ball(), "symplectic_euler_nesterov")
+    found = rule.identify()
+    assert found.name == "SGD" and found.hyperparameters["nesterov"] == True  # noqa: E712
+    subs = {
+        rule.h: h,
+        **{p.symbol: v for p, v in zip(rule.system.parameters, (mass, friction), strict=True)},
+    }
+    lr = float(found.hyperparameters["lr"].subs(subs))
+    mu = float(found.hyperparameters["momentum"].subs(subs))
+    assert lr == pytest.approx(h * h / mass) and mu == pytest.approx(1 - friction * h / mass)
+    Opt = rule.to_torch()
+    ours, _ = _train(
+        lambda ps: Opt(ps, lr=h, mass=mass, friction=friction, foreach=foreach),
+        copy.deepcopy(model),
+        X,
+        y,
+    )
+    ref, _ = _train(
+        lambda ps: torch.optim.SGD(ps, lr=lr, momentum=mu, nesterov=True),
+        copy.deepcopy(model),
+        X,
+        y,
+    )
+    assert (ours - ref).abs().max().item() <= 1e-12
+    plain, _ = _train(
+        lambda ps: torch.optim.SGD(ps, lr=lr, momentum=mu), copy.deepcopy(model), X, y
+    )
+    assert (ours - plain).abs().max().item() > 1e-6  # and it is not plain momentum
+
+
 def _final_loss(Opt, model, X, y) -> float:
     m = copy.deepcopy(model)
     _train(lambda ps: Opt(ps, lr=0.3), m, X, y, steps=50)

@@ -500,3 +500,27 @@ def test_h_min_gives_up_on_an_impossible_tolerance() -> None:
         controller=ctrl,
     )
     assert tr.status[0] == "diverged"
+
+
+def test_nesterov_ode_meets_its_rate_bound_and_accelerates():
+    """θ'' + 3/(t + t₀)θ' + ∇F = 0 on an ill-conditioned convex quadratic: F − F* stays under
+    (t₀²(F₀ − F*) + 2|θ₀ − θ*|²)/(t + t₀)² at every saved time, and beats gradient flow."""
+    dim, t0, T = 10, 0.5, 40.0
+    problem = problems.quadratic(dim, A=np.diag(np.logspace(-3, 0, dim)))
+    x0 = np.random.default_rng(0).uniform(-1, 1, (16, dim))
+    tr = odeopt.integrate(
+        zoo.nesterov(t0=t0), problem, {"theta": x0}, t_span=(0, T), h=0.01, scheme="rk4", save=20
+    )
+    F0 = problem.value_and_grad(x0)[0]
+    bound = (t0**2 * F0 + 2 * (x0**2).sum(1)) / (tr.t[:, None] + t0) ** 2
+    assert np.all(tr.loss <= bound * (1 + 1e-9))
+    gf = odeopt.integrate(
+        zoo.gradient_flow(),
+        problem,
+        {"theta": x0},
+        t_span=(0, T),
+        h=0.01,
+        scheme="rk4",
+        save="final",
+    )
+    assert tr.loss[-1].mean() < 0.3 * gf.loss[-1].mean()  # measured: 0.15

@@ -738,7 +738,8 @@ _CLASS_TEMPLATE = '''class {cls}(Optimizer):
         foreach = groups[0]["foreach"]
         if foreach is None:
             foreach = all(p.is_cuda for G in groups for p in G["theta"])
-        glob = self.state["odeopt"]  # state shared by all groups (kept in state_dict)
+        # state shared by all groups (the stored energy), kept in state_dict
+        glob = self.state["odeopt"] if LEVEL_SET else None
         try:
             if LEVEL_SET and not glob:
                 _start(groups, F, glob, self.process_group)

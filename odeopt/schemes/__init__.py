@@ -2,19 +2,20 @@
 
 ``get(name)`` returns a scheme by its registry name:
 
-=====================  =====  ===============================================
-name                   order  what
-=====================  =====  ===============================================
-euler                  1      explicit Euler
-midpoint               2      explicit midpoint (RK2)
-heun                   2      Heun with embedded Euler (adaptive)
-rk4                    4      classical Runge–Kutta
-symplectic_euler       1      symplectic Euler, momentum first
-symplectic_euler_q     1      symplectic Euler, position first
-leapfrog               2      Störmer–Verlet, kick–drift–kick (1 with friction)
-euler_richardson       2      Euler–Richardson, adaptive (midpoint variant)
-discrete_gradient      2      Gonzalez discrete gradient (energy-consistent)
-=====================  =====  ===============================================
+=========================  =====  ===============================================
+name                       order  what
+=========================  =====  ===============================================
+euler                      1      explicit Euler
+midpoint                   2      explicit midpoint (RK2)
+heun                       2      Heun with embedded Euler (adaptive)
+rk4                        4      classical Runge–Kutta
+symplectic_euler           1      symplectic Euler, momentum first
+symplectic_euler_q         1      symplectic Euler, position first
+symplectic_euler_nesterov  1      symplectic Euler, look-ahead drift (NAG)
+leapfrog                   2      Störmer–Verlet, kick–drift–kick (1 with friction)
+euler_richardson           2      Euler–Richardson, adaptive (midpoint variant)
+discrete_gradient          2      Gonzalez discrete gradient (energy-consistent)
+=========================  =====  ===============================================
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from .adaptive import EulerRichardson, StepController
 from .base import Field, Projected, Scheme, Step, axpy, combine, for_system
 from .discrete_gradient import DiscreteGradient
-from .partitioned import Leapfrog, SymplecticEuler
+from .partitioned import Leapfrog, NesterovEuler, SymplecticEuler
 from .program import Evaluation, Program, SymbolicField, run_symbolic
 from .runge_kutta import ButcherTableau, RungeKutta, euler, heun, midpoint, rk4
 
@@ -36,6 +37,7 @@ __all__ = [
     "Evaluation",
     "Field",
     "Leapfrog",
+    "NesterovEuler",
     "Program",
     "Projected",
     "RungeKutta",
@@ -60,6 +62,7 @@ REGISTRY: dict[str, Callable[[], Scheme]] = {
     "symplectic_euler": lambda: SymplecticEuler(momentum_first=True),
     "symplectic_euler_q": lambda: SymplecticEuler(momentum_first=False),
     "leapfrog": Leapfrog,
+    "symplectic_euler_nesterov": NesterovEuler,
     "euler_richardson": EulerRichardson,
     "discrete_gradient": DiscreteGradient,
 }

@@ -154,6 +154,7 @@ class SymbolicField:
         return {b: self._apply(e, sub) for b, e in zip(names, exprs, strict=True)}
 
     def advance(self, x: State, tt: Any, h: Any, blocks: Sequence[str]) -> State:
+        x = {**x, **self._name_state(x)}  # intermediates get a name once
         out = dict(x)
         for b, v in self(x, tt, blocks).items():
             out[b] = x[b] + h * v

@@ -9,14 +9,15 @@ from collections.abc import Callable
 from typing import Any
 
 from ..symbolic import PortHamiltonian
-from .classic import gradient_flow, heavy_ball
+from .classic import gradient_flow, heavy_ball, nesterov
 from .ecd import bbi
 
-__all__ = ["REGISTRY", "bbi", "get", "gradient_flow", "heavy_ball", "names"]
+__all__ = ["REGISTRY", "bbi", "get", "gradient_flow", "heavy_ball", "names", "nesterov"]
 
 REGISTRY: dict[str, Callable[..., PortHamiltonian]] = {
     "gradient_flow": gradient_flow,
     "heavy_ball": heavy_ball,
+    "nesterov": nesterov,
     "bbi": bbi,
 }
 
