@@ -503,3 +503,13 @@ def _final_loss_of(model, flat, X, y) -> float:
     torch.nn.utils.vector_to_parameters(flat, m.parameters())
     with torch.no_grad():
         return torch.nn.functional.cross_entropy(m(X), y).item()
+
+
+def test_compiled_path_equals_the_foreach_path(digits) -> None:
+    """``compiled=True`` (torch.compile of the foreach step) computes the same rule."""
+    X, y, model = digits
+    Opt = oo.discretize(zoo.heavy_ball(), "symplectic_euler").to_torch()
+    a, _ = _train(lambda ps: Opt(ps, lr=0.3, foreach=True), copy.deepcopy(model), X, y, steps=5)
+    b, opt = _train(lambda ps: Opt(ps, lr=0.3, compiled=True), copy.deepcopy(model), X, y, steps=5)
+    assert opt._compiled_step is not None
+    assert (a - b).abs().max().item() <= 1e-12

@@ -639,6 +639,8 @@ _CLASS_TEMPLATE = '''class {cls}(Optimizer):
     lr is the time step h (schedulers scale it); the system's parameters are group keys.
     The state of each parameter holds the system's other blocks ({{STATE}}), zero at start.
     A closure is required when the rule needs the loss or several gradient evaluations.
+    ``compiled=True`` runs the foreach step through ``torch.compile`` (compiled on the first
+    step; a changed lr or group layout may recompile).
     Non-finite gradients or loss raise FloatingPointError naming the parameter, unless
     ``skip_nonfinite=True`` (then the step is skipped and counted in ``skipped_steps``).
     Reductions (|p|², the loss) are global over all groups, and over the ranks of
@@ -646,7 +648,7 @@ _CLASS_TEMPLATE = '''class {cls}(Optimizer):
     """
 
     def __init__(self, params, lr=1e-3{signature}, *, maximize=False, foreach=None,
-                 check_finite=True, skip_nonfinite=False, process_group=None):
+                 check_finite=True, skip_nonfinite=False, process_group=None, compiled=False):
         if not (isinstance(lr, (int, float, torch.Tensor)) and float(lr) > 0):
             raise ValueError(f"lr (the step h) must be a positive number, got {{lr}}")
 {checks}        defaults = dict(lr=lr{keys}, maximize=maximize, foreach=foreach,
@@ -654,6 +656,8 @@ _CLASS_TEMPLATE = '''class {cls}(Optimizer):
         super().__init__(params, defaults)
         self.process_group = process_group
         self.skipped_steps = 0
+        self.compiled = bool(compiled)  # run the foreach step through torch.compile
+        self._compiled_step = None
 
     def _groups(self):
         groups = []
@@ -740,11 +744,15 @@ _CLASS_TEMPLATE = '''class {cls}(Optimizer):
             foreach = all(p.is_cuda for G in groups for p in G["theta"])
         # state shared by all groups (the stored energy), kept in state_dict
         glob = self.state["odeopt"] if LEVEL_SET else None
+        run = _step_foreach if foreach else _step_single
+        if self.compiled:
+            if self._compiled_step is None:
+                self._compiled_step = torch.compile(_step_foreach)
+            run = self._compiled_step
         try:
             if LEVEL_SET and not glob:
                 _start(groups, F, glob, self.process_group)
-            (_step_foreach if foreach else _step_single)(
-                groups, F, closure, maximize, self.process_group, glob)
+            run(groups, F, closure, maximize, self.process_group, glob)
         except _NonFinite as exc:  # nothing was written: θ and the state change last
             if all(G["skip_nonfinite"] for G in groups):
                 self.skipped_steps += 1
