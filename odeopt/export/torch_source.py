@@ -392,6 +392,8 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
         elif a.get("nonnegative"):
             checks.append((kw, f"{kw} >= 0", "nonnegative"))
 
+    stages = _update_state_in_place(stages, [f'G["{b.name}"]' for b in state_blocks])
+
     def path(foreach: bool) -> list[str]:
         lines: list[str] = []
         ind = "        "
@@ -486,6 +488,58 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
         )
     )
     return "\n".join(src) + "\n"
+
+
+def _update_state_in_place(stages: list[tuple[Any, ...]], states: list[str]) -> list[Any]:
+    """Scale a state list in place when its only read is ``x·s`` at the start of its update
+    (heavy ball: p ← s·p + c·g becomes ``_foreach_mul_(p, s); _foreach_add_(p, g, …)``, the
+    memory traffic of torch's SGD). Only for rules without extra evaluations, whose stages
+    cannot fail after the state is written."""
+    if any(st[0] == "evaluate" for st in stages):
+        return stages
+
+    def reads(st: tuple[Any, ...]) -> list[str]:
+        if st[0] == "reduce":
+            return [st[2]]
+        out: list[str] = []
+        for op in st[1]:
+            args = op[1:] if op[0] in ("theta_add", "theta_add_s", "theta_copy") else op[2:]
+            out += [a for a in args if isinstance(a, str)]
+        return out
+
+    stages = [tuple(st) if st[0] != "group" else (st[0], list(st[1]), st[2]) for st in stages]
+    for src in states:
+        if sum(r == src for st in stages for r in reads(st)) != 1:
+            continue
+        for si, st in enumerate(stages):
+            if st[0] != "group":
+                continue
+            hit = next(
+                (
+                    oi
+                    for oi, op in enumerate(st[1])
+                    if op[0] == "mul_s" and op[2] == src and not (len(op) > 4 and op[4])
+                ),
+                None,
+            )
+            if hit is None:
+                continue
+            tmp = st[1][hit][1]
+            st[1][hit] = ("mul_s", src, src, st[1][hit][3], True)
+
+            def rename(x: Any, tmp: str = tmp, src: str = src) -> Any:
+                return src if x == tmp else x
+
+            for sj in range(si, len(stages)):
+                s2 = stages[sj]
+                if s2[0] == "group":
+                    start = hit + 1 if sj == si else 0
+                    for oj in range(start, len(s2[1])):
+                        s2[1][oj] = tuple(rename(a) for a in s2[1][oj])
+                elif s2[0] == "reduce":
+                    stages[sj] = (s2[0], s2[1], rename(s2[2]))
+            break
+    return stages
 
 
 def _level_set_start(
