@@ -73,7 +73,10 @@ class UpdateRule:
 
     @property
     def needs_loss(self) -> bool:
-        """Whether a step needs the loss value F (then an optimizer needs a closure)."""
+        """Whether a step needs the loss value F (then an optimizer needs a closure): the
+        rule uses it, a stored energy starts from it, or a switch fires on it."""
+        if self.system.switches or self.system.level_set is not None:
+            return True
         losses = {e.loss for e in self.evaluations}
         exprs = [
             *self.outputs.values(),

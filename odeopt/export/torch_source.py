@@ -456,7 +456,10 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
     src.append(f"STATE_BLOCKS = {[b.name for b in state_blocks]!r}")
     src.append(f"USES_TIME = {uses_time}")
     src.append(f"LEVEL_SET = {sys_.level_set is not None}")
+    src.append(f"SWITCHES = {bool(sys_.switches)}")
     src.append(_RUNTIME)
+    if sys_.switches:
+        src += _switch_function(sys_, keywords, printer)
     if sys_.level_set is not None:
         src += _level_set_start(sys_, rule, keywords, printer)
     for label, lines in (("foreach", foreach_lines), ("single", single_lines)):
@@ -540,6 +543,45 @@ def _update_state_in_place(stages: list[tuple[Any, ...]], states: list[str]) -> 
                     stages[sj] = (s2[0], s2[1], rename(s2[2]))
             break
     return stages
+
+
+def _switch_function(
+    sys_: Any, keywords: dict[sp.Symbol, str], printer: _ScalarPrinter
+) -> list[str]:
+    """``_switch``: each switch fires once, the first time the (smoothed) loss ≤ its goal."""
+    names: dict[sp.Symbol, str] = {s: f"G0[{kw!r}]" for s, kw in keywords.items()}
+    printer._names = names
+    lines = [
+        "",
+        "",
+        "def _switch(param_groups, F, glob, smoothing):",
+        '    """Fire each switch once, when the loss (an exponential moving average with factor',
+        '    ``smoothing`` of the closure\'s losses) reaches its goal; returns the average."""',
+        '    avg = glob.get("loss_avg")',
+        "    avg = F if avg is None else smoothing * avg + (1.0 - smoothing) * F",
+        '    glob["loss_avg"] = avg',
+        '    glob.setdefault("loss_start", F)',
+        f'    fired = glob.setdefault("switched", [False] * {len(sys_.switches)})',
+        "    G0 = param_groups[0]",
+    ]
+    for i, sw in enumerate(sys_.switches):
+        goal = printer.doprint(sw.goal)
+        if sw.relative:
+            goal = f'({goal}) * glob["loss_start"]'
+        lines += [f"    if not fired[{i}] and avg <= {goal}:"]
+        printer._names = {s: f"group[{kw!r}]" for s, kw in keywords.items()}
+        lines += ["        for group in param_groups:"]
+        values = [(keywords[k], printer.doprint(v)) for k, v in sw.set.items()]
+        lines += [
+            "            "
+            + ", ".join(f"group[{kw!r}]" for kw, _ in values)
+            + " = "
+            + ", ".join(v for _, v in values)
+        ]
+        lines += [f"        fired[{i}] = True"]
+        printer._names = names
+    lines += ["    return avg"]
+    return lines
 
 
 def _level_set_start(
@@ -702,7 +744,8 @@ _CLASS_TEMPLATE = '''class {cls}(Optimizer):
     """
 
     def __init__(self, params, lr=1e-3{signature}, *, maximize=False, foreach=None,
-                 check_finite=True, skip_nonfinite=False, process_group=None, compiled=False):
+                 check_finite=True, skip_nonfinite=False, process_group=None, compiled=False,
+                 switch_smoothing=0.0):
         if not (isinstance(lr, (int, float, torch.Tensor)) and float(lr) > 0):
             raise ValueError(f"lr (the step h) must be a positive number, got {{lr}}")
 {checks}        defaults = dict(lr=lr{keys}, maximize=maximize, foreach=foreach,
@@ -710,6 +753,9 @@ _CLASS_TEMPLATE = '''class {cls}(Optimizer):
         super().__init__(params, defaults)
         self.process_group = process_group
         self.skipped_steps = 0
+        if not 0.0 <= switch_smoothing < 1.0:
+            raise ValueError(f"switch_smoothing must be in [0, 1), got {{switch_smoothing}}")
+        self.switch_smoothing = float(switch_smoothing)
         self.compiled = bool(compiled)  # run the foreach step through torch.compile
         self._compiled_step = None
 
@@ -793,11 +839,14 @@ _CLASS_TEMPLATE = '''class {cls}(Optimizer):
         F = 0.0 if loss is None else float(loss)
         if maximize:
             F = -F
+        if SWITCHES:  # before the step: it runs with the values after a switch
+            _switch(self.param_groups, F, self.state["odeopt"], self.switch_smoothing)
+            groups = self._groups()
         foreach = groups[0]["foreach"]
         if foreach is None:
             foreach = all(p.is_cuda for G in groups for p in G["theta"])
-        # state shared by all groups (the stored energy), kept in state_dict
-        glob = self.state["odeopt"] if LEVEL_SET else None
+        # state shared by all groups (the stored energy, switches), kept in state_dict
+        glob = self.state["odeopt"] if LEVEL_SET or SWITCHES else None
         run = _step_foreach if foreach else _step_single
         if self.compiled:
             if self._compiled_step is None:

@@ -122,6 +122,61 @@ def _prepare_params(
     return out
 
 
+def _switches(
+    system: PortHamiltonian, problem: Any, x: dict[str, Any], p: dict[str, Any], backend: str
+) -> tuple[dict[str, Any], list[Event]]:
+    """A system's switches as events (F − goal crossed from above, once per trajectory).
+
+    A relative goal (F ≤ r·F(θ₀)) becomes the absolute per-trajectory goal r·F(θ₀), and a
+    trajectory that starts at or below its goal takes the new values from t₀ on."""
+    assert system.loss is not None
+    F0, _ = problem.value_and_grad(x[system.loss.block.name])
+    F0 = np.asarray(F0.detach().cpu() if _is_torch(F0) else F0, dtype=float)
+    names = {pr.symbol: pr.name for pr in system.parameters}
+    p = dict(p)
+
+    def value(e: sp.Expr, params: Mapping[str, Any]) -> Any:
+        args = sorted(e.free_symbols, key=lambda s: s.name)
+        fn = sp.lambdify(args, e, "numpy")
+        return fn(*(params[names[s]] for s in args))
+
+    def as_backend(v: Any) -> Any:
+        if backend in ("torch", "torchdiffeq"):
+            import torch
+
+            ref = next(iter(x.values()))
+            return torch.as_tensor(np.asarray(v, float), dtype=ref.dtype, device=ref.device)
+        return np.asarray(v, dtype=float)
+
+    events = []
+    for sw in system.switches:
+        goal = sw.goal
+        if sw.relative:
+            if not (isinstance(goal, sp.Symbol) and goal in names):
+                raise ValueError("a relative switch's goal must be a single parameter")
+            p[names[goal]] = as_backend(np.asarray(value(goal, p), float) * F0)
+        below = F0 <= np.asarray(_numpy(value(goal, p)), float)
+        if below.any():
+            for k, v in sw.set.items():
+                old = np.broadcast_to(np.asarray(_numpy(p[names[k]]), float), F0.shape)
+                new = np.broadcast_to(np.asarray(_numpy(value(v, p)), float), F0.shape)
+                p[names[k]] = as_backend(np.where(below, new, old))
+
+        def action(state: dict, params: dict, sw: Any = sw) -> tuple[dict, dict]:
+            params = dict(params)
+            for k, v in sw.set.items():
+                params[names[k]] = value(v, params)
+            return state, params
+
+        fn = system.loss - goal
+        events.append(Event(fn, action=action, direction=-1, once=True, name=f"switch at {fn}"))
+    return p, events
+
+
+def _numpy(v: Any) -> Any:
+    return v.detach().cpu().numpy() if _is_torch(v) else v
+
+
 def _time_grid(t_span: Any, steps: Any, h: Any) -> tuple[float, float, int | None, float | None]:
     if t_span is not None:
         if len(t_span) != 2:
@@ -833,6 +888,9 @@ def integrate(
     ref = next(iter(x.values()))
     B = ref.shape[0]
     p = _prepare_params(system, params, B, backend, ref)
+    if system.switches:
+        p, switch_events = _switches(system, problem, x, p, backend)
+        events = [*events, *switch_events]
     ls = system.level_set
     if ls is not None and ls.spec.symbol not in p:
         # the stored energy defaults to that of the start: E = H(x₀) per trajectory

@@ -16,6 +16,7 @@ from .language import (
     total,
 )
 from .level_set import EnergyLevel
+from .switch import Switch
 from .system import CompiledSystem, Parameter, PortHamiltonian
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "Parameter",
     "PortHamiltonian",
     "Reduction",
+    "Switch",
     "Time",
     "blocks",
     "inner",

@@ -31,6 +31,15 @@ from .language import Block, Reduction, sqnorm
 __all__ = ["EnergyLevel", "LevelSet"]
 
 
+def _tidy(expr: sp.Expr, E: sp.Symbol) -> sp.Expr:
+    """Simplified, and split into partial fractions in E where it is rational in E."""
+    expr = sp.simplify(expr)
+    try:
+        return sp.apart(expr, E)
+    except (sp.PolynomialError, NotImplementedError):
+        return expr
+
+
 @dataclass(frozen=True)
 class EnergyLevel:
     """How a conservative system uses its stored energy E (see the module docstring).
@@ -79,7 +88,7 @@ class LevelSet:
                 f"energy_level: H = E has {len(sols)} solutions for |{p}|² ({sols}); one is needed"
             )
         # partial fractions in E keep V = F − ΔV unexpanded (E²/V − V, not (E² − V²)/V)
-        self.surface: sp.Expr = sp.apart(sp.simplify(sols[0]), self.E)
+        self.surface: sp.Expr = _tidy(sols[0], self.E)
         target = self.surface
         S = self.S
         tol = sp.Float(spec.tol)
@@ -94,7 +103,7 @@ class LevelSet:
     def on_surface(self, expr: sp.Expr) -> sp.Expr:
         """``expr`` with |p|² replaced by S*(E), simplified (E > 0) and split into partial
         fractions in E (BBI: −½(E/V + V/E)g, the form of §6)."""
-        return sp.apart(sp.simplify(sp.sympify(expr).xreplace({self.S: self.surface})), self.E)
+        return _tidy(sp.sympify(expr).xreplace({self.S: self.surface}), self.E)
 
     def start_coefficient(self, grad_sqnorm: sp.Expr, energy: sp.Expr) -> sp.Expr:
         """c in p₀ = −c·∇F: c = √(S*(E₀)/|∇F|²), and 0 when ∇F = 0 or S*(E₀) ≤ 0."""

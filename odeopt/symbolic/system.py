@@ -31,6 +31,7 @@ from .language import (
     coordinate_symbols,
 )
 from .level_set import EnergyLevel, LevelSet
+from .switch import Switch
 
 __all__ = ["BlockMap", "Parameter", "PortHamiltonian", "CompiledSystem"]
 
@@ -171,6 +172,7 @@ class PortHamiltonian:
         name: str = "system",
         description: str = "",
         energy_level: EnergyLevel | None = None,
+        switches: Sequence[Switch] = (),
     ) -> None:
         self.name = name
         self.description = description
@@ -232,6 +234,28 @@ class PortHamiltonian:
         self.vector_field = BlockMap(
             [(b, rhs[i]) for i, b in enumerate(self.blocks)] + list(self.aux.items())
         )
+        self.switches = self._check_switches(switches)
+
+    def _check_switches(self, switches: Sequence[Switch]) -> tuple[Switch, ...]:
+        params = {p.symbol for p in self.parameters if not p.stored}
+        for sw in switches:
+            if not isinstance(sw, Switch):
+                raise StructureError(f"switches are odeopt.symbolic.Switch objects, got {sw!r}")
+            if self.loss is None:
+                raise StructureError("a switch fires on the loss; this system has none")
+            for what, e in [("goal", sw.goal), *(("set value", v) for v in sw.set.values())]:
+                stray = e.free_symbols - params
+                if stray:
+                    raise StructureError(
+                        f"switch {what} {e} uses {sorted(map(str, stray))}, which are not "
+                        "parameters of the system"
+                    )
+            bad = [k for k in sw.set if k not in params]
+            if bad or not sw.set:
+                raise StructureError(
+                    f"a switch sets parameters of the system; got {sorted(map(str, bad)) or 'none'}"
+                )
+        return tuple(switches)
 
     def _use_level_set(self, spec: EnergyLevel, rhs: sp.Matrix) -> sp.Matrix:
         if _nonzero_matrix(self.R) or _nonzero_matrix(self.G * self.u) or self.aux_blocks:

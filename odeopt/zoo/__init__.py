@@ -9,16 +9,37 @@ from collections.abc import Callable
 from typing import Any
 
 from ..symbolic import PortHamiltonian
-from .classic import gradient_flow, heavy_ball, nesterov
-from .ecd import bbi
+from .adaptive import adam, rmsprop
+from .classic import braking, gradient_flow, heavy_ball, massaroli, nesterov
+from .ecd import bbi, ecdsep, ruthless
 
-__all__ = ["REGISTRY", "bbi", "get", "gradient_flow", "heavy_ball", "names", "nesterov"]
+__all__ = [
+    "REGISTRY",
+    "adam",
+    "bbi",
+    "braking",
+    "ecdsep",
+    "get",
+    "gradient_flow",
+    "heavy_ball",
+    "massaroli",
+    "names",
+    "nesterov",
+    "rmsprop",
+    "ruthless",
+]
 
 REGISTRY: dict[str, Callable[..., PortHamiltonian]] = {
     "gradient_flow": gradient_flow,
     "heavy_ball": heavy_ball,
     "nesterov": nesterov,
+    "braking": braking,
+    "massaroli": massaroli,
+    "rmsprop": rmsprop,
+    "adam": adam,
     "bbi": bbi,
+    "ruthless": ruthless,
+    "ecdsep": ecdsep,
 }
 
 

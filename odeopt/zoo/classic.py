@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..symbolic import PortHamiltonian, blocks, loss, parameters, sqnorm, t
+from ..symbolic import PortHamiltonian, Switch, blocks, loss, parameters, sqnorm, t
 
 __all__ = ["gradient_flow", "heavy_ball", "nesterov"]
 
@@ -70,4 +70,61 @@ def nesterov(damping: float = 3.0, t0: float = 1.0) -> PortHamiltonian:
         aliases={"damping": r, "t0": tau},
         name="nesterov",
         description="Nesterov's ODE θ'' + r/(t + t₀)θ' + ∇F = 0 (time-varying friction)",
+    )
+
+
+def massaroli(
+    a: float = 1.0, b: float = 0.5, c: float = 0.01, beta: float = 0.1
+) -> PortHamiltonian:
+    """Port-Hamiltonian training (Massaroli et al., seed 001; ALGORITHMS.md §3).
+
+    The regularised loss is the Hamiltonian, H = a·F(ω) + b|ω̇|² + c|ω|², with J canonical and
+    R = diag(0, β):  ω' = 2b·ω̇,  ω̇' = −a∇F − 2cω − 2bβ·ω̇,  dH/dt = −4b²β|ω̇|² ≤ 0.
+    Blocks: ``theta`` (ω) and ``p`` (ω̇). The authors' full-batch mode uses β = 0.1, c = 0.01
+    on t ∈ [0, 60]; streaming data makes F (so H) time-varying (a problem whose data change
+    with time, see :func:`odeopt.problems.streamed`).
+    """
+    theta, p = blocks("theta p")
+    A, B, C = parameters("a b c", positive=True)
+    beta_ = parameters("beta", positive=True)
+    F = loss(theta)
+    return PortHamiltonian(
+        A * F + B * sqnorm(p) + C * sqnorm(theta),
+        [theta, p],
+        J=[[0, 1], [-1, 0]],
+        R=[[0, 0], [0, beta_]],
+        parameters={A: a, B: b, C: c, beta_: beta},
+        name="massaroli",
+        description="port-Hamiltonian training: H = a·F + b|ω̇|² + c|ω|², R = diag(0, β)",
+    )
+
+
+def braking(
+    mass: float = 1.0, k0: float = 0.1, k1: float = 2.0, goal: float = 0.0
+) -> PortHamiltonian:
+    """Goal-oriented braking (seed 000; ALGORITHMS.md §2): heavy ball whose friction is a port.
+
+    H = F + |p|²/(2m), J canonical, R = 0, G = [0, 1]ᵀ, y = p/m (the velocity) and the
+    feedback u = −k·y:  θ' = p/m,  p' = −g − (k/m)p,  dH/dt = yᵀu = −(k/m²)|p|² ≤ 0.
+    The gain switches from k = k₀ (explore) to k₁ (brake) when F reaches ``goal``: the
+    system's switch (``system.switches``), an event in :func:`odeopt.integrate` and a check
+    of the closure's loss (optionally smoothed) in an exported optimizer. The balance holds
+    on each side of the switch, with k = k₀ and with k = k₁.
+    """
+    theta, p = blocks("theta p")
+    m = parameters("m", positive=True)
+    k, k_1 = parameters("k k_1", nonnegative=True)
+    F_goal = parameters("F_goal", real=True)
+    F = loss(theta)
+    return PortHamiltonian(
+        F + sqnorm(p) / (2 * m),
+        [theta, p],
+        J=[[0, 1], [-1, 0]],
+        G=[[0], [1]],
+        u=lambda y: [-k * y[0]],
+        parameters={m: mass, k: k0, k_1: k1, F_goal: goal},
+        aliases={"mass": m, "gain": k, "gain_after": k_1, "goal": F_goal},
+        switches=[Switch(F_goal, {k: k_1})],
+        name="braking",
+        description="heavy ball braking at a goal: friction gain k₀ → k₁ when F ≤ goal",
     )
