@@ -214,7 +214,10 @@ def decide(
     excess = sp.simplify(rate - supply)
     nonincreasing = True if rate.is_nonpositive else None
     if excess == 0:
-        return "dissipative", "dH/dt = yᵀu exactly (lossless)", nonincreasing, None, 0
+        why = "dH/dt = yᵀu exactly (lossless)"
+        if nonincreasing is None:
+            why += "; H itself decreases only where the supply yᵀu ≤ 0, which is not proved"
+        return "dissipative", why, nonincreasing, None, 0
     if excess.is_nonpositive:
         return (
             "dissipative",

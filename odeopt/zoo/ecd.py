@@ -58,7 +58,8 @@ def ruthless(
     H = g(V)|π|² (V = F − ΔV), J canonical, R = 0, so dH/dt ≡ 0. On the level set H = E,
     |π|² = E/g(V) and the field is θ' = 2g(V)π,  π' = −(E/g)·g'(V)∇F: the particle gets
     heavy (slow) as V → 0. E is stored; an exported optimizer starts with |π₀|² = ``p0_sq``
-    along −∇F (E = g(V₀)·p0_sq).
+    along −∇F (E = g(V₀)·p0_sq). Integration takes E = H(x₀): start with p₀ ≠ 0 (at rest
+    E = 0 and nothing moves).
     """
     theta, p = blocks("theta p")
     dV = parameters("Delta_V", real=True)
