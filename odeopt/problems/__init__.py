@@ -8,7 +8,8 @@ Every problem is a :class:`Problem`: ``value(θ)``, ``grad(θ)`` and ``value_and
   :func:`random_least_squares`), :func:`rosenbrock`, :func:`ackley`, :func:`zakharov`,
   :func:`rastrigin`, :func:`himmelblau`, :func:`beale`.
 * One-neuron networks: :func:`one_neuron`, :func:`poly_two` … :func:`poly_five`.
-* Your own: :func:`from_functions`, :func:`torch_module`, :func:`digits_mlp`.
+* Your own: :func:`from_functions`, :func:`torch_module`; built on it: :func:`digits_mlp`,
+  :func:`blobs` (Massaroli's two Gaussian blobs).
 """
 
 from .base import CriticalPoint, CriticalPointsUnavailable, Minimum, Problem
@@ -16,7 +17,7 @@ from .callables import from_functions
 from .functions import ackley, beale, himmelblau, rastrigin, rosenbrock, zakharov
 from .networks import one_neuron, poly_five, poly_four, poly_three, poly_two
 from .quadratics import least_squares, quadratic, random_least_squares
-from .torch_module import digits_mlp, torch_module
+from .torch_module import blobs, digits_mlp, torch_module
 
 __all__ = [
     "CriticalPoint",
@@ -25,6 +26,7 @@ __all__ = [
     "Problem",
     "ackley",
     "beale",
+    "blobs",
     "digits_mlp",
     "from_functions",
     "himmelblau",

@@ -170,3 +170,43 @@ def digits_mlp(hidden: int = 16, samples: int = 256, seed: int = 0) -> TorchModu
     return TorchModuleProblem(
         model, inputs, targets, torch.nn.functional.cross_entropy, "digits_mlp", (-1.0, 1.0)
     )
+
+
+def blobs(samples: int = 2000, distance: float = 3.0, seed: int = 0) -> TorchModuleProblem:
+    """Two Gaussian blobs in the plane and a linear classifier (Massaroli et al.'s task).
+
+    ``samples`` points, half around (−d/2, −d/2) and half around (d/2, d/2) with unit
+    variance (numpy generator seeded with ``seed``); the model is Linear(2, 2), 6 weights;
+    the loss is the mean squared error to one-hot targets, F(ω) = (1/n) Σᵢ |ŷᵢ − yᵢ|².
+    ``problem.accuracy(θ)`` gives the fraction classified right, per row of θ.
+    """
+    import torch
+
+    if samples < 2:
+        raise ValueError(f"blobs: samples must be ≥ 2; got {samples}")
+    rng = np.random.default_rng(seed)
+    label = np.arange(samples) % 2
+    centre = (label[:, None] - 0.5) * distance
+    points = centre + rng.standard_normal((samples, 2))
+    inputs = torch.tensor(points, dtype=torch.float32)
+    targets = torch.nn.functional.one_hot(torch.tensor(label), 2).to(torch.float32)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = torch.nn.Linear(2, 2)
+
+    def mse(out: Any, y: Any) -> Any:
+        return ((out - y) ** 2).sum(-1).mean()
+
+    problem = TorchModuleProblem(model, inputs, targets, mse, "blobs", (-1.0, 1.0))
+    labels = torch.tensor(label)
+
+    def accuracy(theta: Any) -> np.ndarray:
+        th = torch.as_tensor(np.asarray(theta), dtype=torch.float64)
+        if th.ndim == 1:
+            th = th[None]
+        W, b = th[:, :4].reshape(-1, 2, 2), th[:, 4:6]
+        logits = torch.einsum("nk,bjk->bnj", inputs.double(), W) + b[:, None, :]
+        return (logits.argmax(-1) == labels).double().mean(-1).numpy()
+
+    problem.accuracy = accuracy  # type: ignore[attr-defined]
+    return problem
