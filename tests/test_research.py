@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 import pytest
@@ -242,3 +243,68 @@ def test_massaroli_batch_mode_separates_two_blobs_with_h_nonincreasing(scheme) -
     E = np.asarray(tr.energy)[:, 0]
     assert np.all(np.diff(E) <= 1e-9 * abs(E[0]))
     assert E[-1] < 0.2 * E[0]
+
+
+# ---------------------------------------------------------------- ECD
+def _ecdsep_reference(model, X, y, lr, eta, s, f0, delta_e, steps):
+    """ALGORITHMS.md §6's ECDSep (bounces and weight decay off) as a plain loop."""
+    params = list(model.parameters())
+    E = None
+    p: list[torch.Tensor] = []
+    for _ in range(steps):
+        for q in params:
+            q.grad = None
+        loss = torch.nn.functional.cross_entropy(model(X), y)
+        loss.backward()
+        F = loss.item()
+        g = [q.grad for q in params]
+        V = (F - f0) ** eta
+        if E is None:
+            E = math.log(V * (s + delta_e))
+            gn = math.sqrt(float(sum((gi * gi).sum() for gi in g)))
+            p = [-gi * (math.sqrt(delta_e) / gn) for gi in g]
+        S = float(sum((x * x).sum() for x in p))
+        target = math.exp(E) / V - s
+        r = 1.0 if target < 0 or S <= 0 or abs(target - S) < 1e-10 else math.sqrt(target / S)
+        p = [r * x - lr * eta / (F - f0) * gi for x, gi in zip(p, g, strict=True)]
+        S = float(sum((x * x).sum() for x in p))
+        with torch.no_grad():
+            for q, x in zip(params, p, strict=True):
+                q.add_(lr * 2 * x / (s + S))
+    return torch.cat([q.detach().flatten() for q in params]), E
+
+
+@pytest.mark.parametrize("eta", [1.0, 2.0])
+def test_ecdsep_export_equals_the_authors_rule(digits, eta) -> None:
+    X, y, model = digits
+    lr, s, f0, delta_e, steps = 0.3, 1.0, -0.1, 1.0, 300
+    Opt = oo.discretize(zoo.ecdsep(eta=eta), "symplectic_euler").to_torch()
+    m = copy.deepcopy(model)
+    opt = Opt(m.parameters(), lr=lr, s=s, f0=f0, delta_e=delta_e)
+    ours, losses = _run(opt, m, X, y, steps)
+    ref, E = _ecdsep_reference(copy.deepcopy(model), X, y, lr, eta, s, f0, delta_e, steps)
+    assert opt.state["odeopt"]["E"] == pytest.approx(E, rel=1e-14)
+    assert (ours - ref).abs().max().item() <= 1e-12
+    assert losses[-1] < 0.5 * losses[0]
+
+
+@pytest.mark.parametrize("name", ["bbi", "ruthless", "ecdsep"])
+def test_ecd_outside_its_domain_makes_no_step_and_no_nan(digits, name) -> None:
+    """V = F − ΔV ≤ 0: no step (counted), parameters untouched; with adaptive_shift the
+    shift is lowered by 5|V| and the next step runs."""
+    X, y, model = digits
+    loss0 = torch.nn.functional.cross_entropy(model(X), y).item()
+    key = "f0" if name == "ecdsep" else "delta_v"
+    Opt = oo.discretize(zoo.get(name), "symplectic_euler").to_torch()
+    m = copy.deepcopy(model)
+    before = torch.cat([q.detach().flatten() for q in m.parameters()]).clone()
+    opt = Opt(m.parameters(), lr=0.05, **{key: loss0 + 1.0})
+    _, losses = _run(opt, m, X, y, 3)
+    after = torch.cat([q.detach().flatten() for q in m.parameters()])
+    assert torch.equal(before, after) and opt.state["odeopt"]["domain_skips"] == 3
+    m2 = copy.deepcopy(model)
+    opt2 = Opt(m2.parameters(), lr=0.05, adaptive_shift=True, **{key: loss0 + 1.0})
+    _, losses2 = _run(opt2, m2, X, y, 20)
+    assert opt2.state["odeopt"]["domain_skips"] == 1
+    assert opt2.param_groups[0][key] == pytest.approx(loss0 + 1.0 - 5.0 * 1.0)
+    assert np.all(np.isfinite(losses2)) and losses2[-1] < losses2[0]

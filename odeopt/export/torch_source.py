@@ -457,9 +457,37 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
     src.append(f"USES_TIME = {uses_time}")
     src.append(f"LEVEL_SET = {sys_.level_set is not None}")
     src.append(f"SWITCHES = {bool(sys_.switches)}")
+    ls = sys_.level_set
+    src.append(f"DOMAIN = {ls is not None and ls.domain is not None}")
+    src.append(f"STORED = {ls.spec.symbol if ls is not None else None!r}")
     src.append(_RUNTIME)
     if sys_.switches:
         src += _switch_function(sys_, keywords, printer)
+    if ls is not None and ls.domain is not None:
+        printer._names = {**{s: f"G0[{kw!r}]" for s, kw in keywords.items()}, sys_.loss: "F"}
+        dom = printer.doprint(ls.domain)
+        shift = keywords.get(ls.shift) if ls.shift is not None else None
+        src += [
+            "",
+            "",
+            "def _domain(param_groups, F, glob, adaptive_shift):",
+            f'    """True when the step may run: {ls.domain} > 1e-40. Otherwise no step is made',
+            "    (counted in glob['domain_skips'])"
+            + (f", and with adaptive_shift {shift} is lowered by 5|value|." if shift else ".")
+            + '"""',
+            "    G0 = param_groups[0]",
+            f"    value = {dom}",
+            "    if value > 1e-40:",
+            "        return True",
+            '    glob["domain_skips"] = glob.get("domain_skips", 0) + 1',
+        ]
+        if shift:
+            src += [
+                "    if adaptive_shift:",
+                "        for group in param_groups:",
+                f"            group[{shift!r}] -= 5.0 * abs(value)",
+            ]
+        src += ["    return False"]
     if sys_.level_set is not None:
         src += _level_set_start(sys_, rule, keywords, printer)
     for label, lines in (("foreach", foreach_lines), ("single", single_lines)):
@@ -745,7 +773,7 @@ _CLASS_TEMPLATE = '''class {cls}(Optimizer):
 
     def __init__(self, params, lr=1e-3{signature}, *, maximize=False, foreach=None,
                  check_finite=True, skip_nonfinite=False, process_group=None, compiled=False,
-                 switch_smoothing=0.0):
+                 switch_smoothing=0.0, adaptive_shift=False):
         if not (isinstance(lr, (int, float, torch.Tensor)) and float(lr) > 0):
             raise ValueError(f"lr (the step h) must be a positive number, got {{lr}}")
 {checks}        defaults = dict(lr=lr{keys}, maximize=maximize, foreach=foreach,
@@ -756,6 +784,7 @@ _CLASS_TEMPLATE = '''class {cls}(Optimizer):
         if not 0.0 <= switch_smoothing < 1.0:
             raise ValueError(f"switch_smoothing must be in [0, 1), got {{switch_smoothing}}")
         self.switch_smoothing = float(switch_smoothing)
+        self.adaptive_shift = bool(adaptive_shift)
         self.compiled = bool(compiled)  # run the foreach step through torch.compile
         self._compiled_step = None
 
@@ -847,13 +876,15 @@ _CLASS_TEMPLATE = '''class {cls}(Optimizer):
             foreach = all(p.is_cuda for G in groups for p in G["theta"])
         # state shared by all groups (the stored energy, switches), kept in state_dict
         glob = self.state["odeopt"] if LEVEL_SET or SWITCHES else None
+        if DOMAIN and not _domain(self.param_groups, F, glob, self.adaptive_shift):
+            return loss  # outside the domain (V ≤ 0): no step, no division by zero
         run = _step_foreach if foreach else _step_single
         if self.compiled:
             if self._compiled_step is None:
                 self._compiled_step = torch.compile(_step_foreach)
             run = self._compiled_step
         try:
-            if LEVEL_SET and not glob:
+            if LEVEL_SET and STORED not in glob:
                 _start(groups, F, glob, self.process_group)
             run(groups, F, closure, maximize, self.process_group, glob)
         except _NonFinite as exc:  # nothing was written: θ and the state change last

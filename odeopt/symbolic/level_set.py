@@ -47,6 +47,11 @@ class EnergyLevel:
     ``momentum`` is the block rescaled by the projection (H must depend on it through |p|²
     only); ``initial`` is E at the first step of an exported optimizer, an expression of the
     loss F and the parameters (BBI: V + δE); ``symbol`` names E.
+
+    ``domain`` is an expression of F and the parameters that must stay positive (BBI:
+    V = F − ΔV): an exported optimizer makes no step where it is ≤ 1e-40 (no division by
+    zero, no NaN) and counts the skip; with ``adaptive_shift=True`` it also lowers the
+    parameter ``shift`` (BBI: ΔV) by 5|V| there (the authors' ΔV-tuning variant).
     """
 
     momentum: Block
@@ -55,6 +60,8 @@ class EnergyLevel:
     project: bool = True
     tol: float = 1e-10
     symbol: str = "E"
+    domain: Any = None
+    shift: Any = None
 
 
 class LevelSet:
@@ -94,6 +101,12 @@ class LevelSet:
         tol = sp.Float(spec.tol)
         keep = sp.Or(target < 0, S <= 0, sp.Abs(target - S) < tol)
         self.factor: sp.Expr = sp.Piecewise((sp.Integer(1), keep), (sp.sqrt(target / S), True))
+        self.domain = None if spec.domain is None else sp.sympify(spec.domain)
+        self.shift = spec.shift
+        if self.shift is not None and (
+            self.domain is None or self.shift not in self.domain.free_symbols
+        ):
+            raise StructureError("energy_level: shift must be a parameter of the domain")
         self.initial = sp.sympify(spec.initial)
         if self.initial.has(p):
             raise StructureError(

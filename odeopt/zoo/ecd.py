@@ -46,7 +46,7 @@ def bbi(
         aliases={"delta_v": dV, "delta_e": dE},
         name="bbi",
         description="Born–Infeld energy-conserving descent (BBI), no friction",
-        energy_level=EnergyLevel(p, initial=g + dE, project=rescale),
+        energy_level=EnergyLevel(p, initial=g + dE, project=rescale, domain=F - dV, shift=dV),
     )
 
 
@@ -74,7 +74,7 @@ def ruthless(
         aliases={"delta_v": dV},
         name="ruthless",
         description="Ruthless energy-conserving descent: H = g(V)|π|², mass 1/(2g(V))",
-        energy_level=EnergyLevel(p, initial=g * q, project=rescale),
+        energy_level=EnergyLevel(p, initial=g * q, project=rescale, domain=F - dV, shift=dV),
     )
 
 
@@ -106,6 +106,11 @@ def ecdsep(
         name="ecdsep",
         description="ECDSep: H = η log(F − F₀) + log(s + |p|²)",
         energy_level=EnergyLevel(
-            p, initial=et * sp.log(V) + sp.log(S + dE), eliminate=False, project=rescale
+            p,
+            initial=et * sp.log(V) + sp.log(S + dE),
+            eliminate=False,
+            project=rescale,
+            domain=V,
+            shift=F0,
         ),
     )
