@@ -280,7 +280,7 @@ def test_ecdsep_export_equals_the_authors_rule(digits, eta) -> None:
     lr, s, f0, delta_e, steps = 0.3, 1.0, -0.1, 1.0, 300
     Opt = oo.discretize(zoo.ecdsep(eta=eta), "symplectic_euler").to_torch()
     m = copy.deepcopy(model)
-    opt = Opt(m.parameters(), lr=lr, s=s, f0=f0, delta_e=delta_e)
+    opt = Opt(m.parameters(), lr=lr, s=s, f0=f0, delta_e=delta_e, noise=0.0)
     ours, losses = _run(opt, m, X, y, steps)
     ref, E = _ecdsep_reference(copy.deepcopy(model), X, y, lr, eta, s, f0, delta_e, steps)
     assert opt.state["odeopt"]["E"] == pytest.approx(E, rel=1e-14)
@@ -308,3 +308,64 @@ def test_ecd_outside_its_domain_makes_no_step_and_no_nan(digits, name) -> None:
     assert opt2.state["odeopt"]["domain_skips"] == 1
     assert opt2.param_groups[0][key] == pytest.approx(loss0 + 1.0 - 5.0 * 1.0)
     assert np.all(np.isfinite(losses2)) and losses2[-1] < losses2[0]
+
+
+def _flat(xs):
+    return torch.cat([x.detach().flatten() for x in xs])
+
+
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("bbi", {"bounce_every": 40, "bounces": 3, "bounce_patience": 25}),
+        ("ecdsep", {"noise": 1e-2}),
+    ],
+)
+def test_ecd_bounces_are_seeded_kept_in_state_and_keep_the_energy(digits, name, kwargs) -> None:
+    X, y, model = digits
+    key = "f0" if name == "ecdsep" else "delta_v"
+    Opt = oo.discretize(zoo.get(name), "symplectic_euler").to_torch()
+
+    def make(m, seed=7):
+        return Opt(m.parameters(), lr=0.05, seed=seed, **{key: -0.1}, **kwargs)
+
+    runs = []
+    for seed in (7, 7, 8):
+        m = copy.deepcopy(model)
+        opt = make(m, seed)
+        runs.append((_run(opt, m, X, y, 150)[0], opt))
+    assert torch.equal(runs[0][0], runs[1][0])  # a fixed seed: identical runs
+    assert not torch.equal(runs[0][0], runs[2][0])  # the noise matters
+    opt = runs[0][1]
+    if name == "bbi":
+        assert opt.state["odeopt"]["bounces_made"] >= 3
+    # resume mid-run through state_dict (the generator's state included): bit-identical
+    m = copy.deepcopy(model)
+    first = make(m)
+    _run(first, m, X, y, 70)
+    sd = copy.deepcopy(first.state_dict())
+    second = make(m)
+    second.load_state_dict(sd)
+    resumed, _ = _run(second, m, X, y, 80)
+    assert torch.equal(resumed, runs[0][0])
+
+
+def test_bbi_bounce_keeps_theta_and_the_norm_of_p(digits) -> None:
+    """A bounce step makes no update, redraws π's direction and keeps |π| (the energy)."""
+    X, y, model = digits
+    Opt = oo.discretize(zoo.bbi(), "symplectic_euler").to_torch()
+    m = copy.deepcopy(model)
+    opt = Opt(m.parameters(), lr=0.05, delta_v=-0.1, bounce_every=10, bounces=2)
+    params = list(m.parameters())
+    for _ in range(40):
+        before = _flat(params).clone()
+        p_before = _flat([opt.state[q]["p"] for q in params]) if opt.state else None
+        made = opt.state["odeopt"].get("bounces_made", 0) if opt.state else 0
+        _run(opt, m, X, y, 1)
+        glob = opt.state["odeopt"]
+        if glob.get("bounces_made", 0) > made:  # this step bounced
+            assert torch.equal(before, _flat(params))
+            p_after = _flat([opt.state[q]["p"] for q in params])
+            assert not torch.allclose(p_after, p_before)
+            assert float(p_after.norm()) == pytest.approx(float(p_before.norm()), rel=1e-12)
+    assert opt.state["odeopt"]["bounces_made"] == 2

@@ -52,6 +52,14 @@ class EnergyLevel:
     V = F − ΔV): an exported optimizer makes no step where it is ≤ 1e-40 (no division by
     zero, no NaN) and counts the skip; with ``adaptive_shift=True`` it also lowers the
     parameter ``shift`` (BBI: ΔV) by 5|V| there (the authors' ΔV-tuning variant).
+
+    ``bounce`` adds ECD's random bounces to an exported optimizer, drawn from a seeded
+    generator whose state is kept in ``state_dict``: ``"uniform"`` (BBI) replaces p by
+    uniform noise in [−½, ½] per element rescaled to the same global |p|, in a step that
+    makes no update, after every ``bounce_every`` updates (``bounces`` of them in all) and
+    whenever ``bounce_patience`` steps pass without a new minimum of the domain value V;
+    ``"gaussian"`` (ECDSep) jitters the direction after every update,
+    p ← |p|·normalize(p/|p| + ν z), z ~ N(0, I), ν = ``noise``.
     """
 
     momentum: Block
@@ -62,6 +70,7 @@ class EnergyLevel:
     symbol: str = "E"
     domain: Any = None
     shift: Any = None
+    bounce: str | None = None
 
 
 class LevelSet:
@@ -101,6 +110,10 @@ class LevelSet:
         tol = sp.Float(spec.tol)
         keep = sp.Or(target < 0, S <= 0, sp.Abs(target - S) < tol)
         self.factor: sp.Expr = sp.Piecewise((sp.Integer(1), keep), (sp.sqrt(target / S), True))
+        if spec.bounce not in (None, "uniform", "gaussian"):
+            raise StructureError(
+                f"energy_level: bounce is None, 'uniform' or 'gaussian'; got {spec.bounce!r}"
+            )
         self.domain = None if spec.domain is None else sp.sympify(spec.domain)
         self.shift = spec.shift
         if self.shift is not None and (

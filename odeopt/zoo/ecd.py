@@ -46,7 +46,9 @@ def bbi(
         aliases={"delta_v": dV, "delta_e": dE},
         name="bbi",
         description="Born–Infeld energy-conserving descent (BBI), no friction",
-        energy_level=EnergyLevel(p, initial=g + dE, project=rescale, domain=F - dV, shift=dV),
+        energy_level=EnergyLevel(
+            p, initial=g + dE, project=rescale, domain=F - dV, shift=dV, bounce="uniform"
+        ),
     )
 
 
@@ -81,7 +83,7 @@ def ruthless(
 def ecdsep(
     eta: float = 1.0, s: float = 1.0, f0: float = 0.0, delta_e: float = 1.0, rescale: bool = True
 ) -> PortHamiltonian:
-    """ECDSep as the authors' code runs it (ALGORITHMS.md §6), without its noise bounces.
+    """ECDSep as the authors' code runs it (ALGORITHMS.md §6).
 
     H = η·log(F − F₀) + log(s + |p|²), J canonical, R = 0:
     θ' = 2p/(s + |p|²),  p' = −η∇F/(F − F₀),  dH/dt ≡ 0.
@@ -112,5 +114,6 @@ def ecdsep(
             project=rescale,
             domain=V,
             shift=F0,
+            bounce="gaussian",
         ),
     )
