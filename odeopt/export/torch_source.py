@@ -66,6 +66,8 @@ class _Lin:
             return self.lists[e], False
         if isinstance(e, sp.Add):
             tensor = [a for a in e.args if self.coordinate(a)]
+            # a bare list first: x + c·y is one op (add with alpha), not a scaled copy + add
+            tensor.sort(key=lambda a: a not in self.lists)
             scalar = [a for a in e.args if not self.coordinate(a)]
             acc, fresh = None, False
             for term in tensor:
@@ -312,9 +314,13 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
             rname = f"_r{next(counter)}"
             o0, s0 = len(lin.ops), len(stage_scalars)
             summand = prepare(r.summand)
-            lst, _ = lin.lin(_collect(summand, lists))
-            emit_group(o0, s0)
-            stages.append(("reduce", rname, lst))
+            base = summand.base if isinstance(summand, sp.Pow) and summand.exp == 2 else None
+            if base is not None and base in lists:  # Σ x²: the norms, one read of x
+                stages.append(("reduce", rname, lists[base], "sq"))
+            else:
+                lst, _ = lin.lin(_collect(summand, lists))
+                emit_group(o0, s0)
+                stages.append(("reduce", rname, lst))
             scalars[r] = rname
         unknown = [
             s
@@ -362,7 +368,7 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
             lst = out
         lin.ops.append(("alias", f'G["new_{b.name}"]', lst))
     e_theta = prepared[theta.name]
-    step_expr = sp.expand(e_theta - theta)
+    step_expr = _collect(e_theta - theta, lists)
     theta_inplace = not step_expr.has(theta)
     if theta_inplace and not lin.coordinate(step_expr):
         if step_expr != 0:
@@ -414,10 +420,11 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
                     lines.append(f"{ind}{nm} = {printer.doprint(e)}")
                 lines += _print_special(ops, foreach, ind)
             elif kind == "reduce":
-                _, rname, lst = stage
+                rname, lst = stage[1], stage[2]
+                total = "_total_sq" if stage[3:] == ("sq",) else "_total"
                 lines.append(f"    {rname} = 0.0")
                 lines.append("    for G in groups:")
-                lines.append(f"        {rname} += _total({lst})")
+                lines.append(f"        {rname} += {total}({lst})")
                 lines.append(f"    {rname} = _reduce_global({rname}, process_group)")
             elif kind == "evaluate":
                 _, th_key, gkey, fname = stage
@@ -534,54 +541,80 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
 
 
 def _update_state_in_place(stages: list[tuple[Any, ...]], states: list[str]) -> list[Any]:
-    """Scale a state list in place when its only read is ``x·s`` at the start of its update
-    (heavy ball: p ← s·p + c·g becomes ``_foreach_mul_(p, s); _foreach_add_(p, g, …)``, the
-    memory traffic of torch's SGD). Only for rules without extra evaluations, whose stages
-    cannot fail after the state is written."""
+    """Update state lists in place where nothing reads their old values afterwards.
+
+    An op ``out = x·s`` or ``out = x + α·y`` whose x is a state list becomes ``x·= s`` or
+    ``x += α·y`` (and ``out`` is x from then on) when no later op, reduction or alias reads
+    the old x. Heavy ball becomes ``p·= s; p += c·g`` (torch SGD's memory traffic), BBI's
+    rescale-and-kick ``p·= r; p += c·g``. Only for rules without extra evaluations, whose
+    stages cannot fail after the state is written."""
     if any(st[0] == "evaluate" for st in stages):
         return stages
+    stages = [(st[0], list(st[1]), st[2]) if st[0] == "group" else st for st in stages]
+    where = [
+        (si, oi)
+        for si, st in enumerate(stages)
+        for oi in (range(len(st[1])) if st[0] == "group" else [None])
+    ]
 
-    def reads(st: tuple[Any, ...]) -> list[str]:
-        if st[0] == "reduce":
-            return [st[2]]
-        out: list[str] = []
-        for op in st[1]:
-            args = op[1:] if op[0] in ("theta_add", "theta_add_s", "theta_copy") else op[2:]
-            out += [a for a in args if isinstance(a, str)]
-        return out
+    def item(pos: tuple[int, int | None]) -> tuple[Any, ...]:
+        si, oi = pos
+        return stages[si] if oi is None else stages[si][1][oi]
 
-    stages = [tuple(st) if st[0] != "group" else (st[0], list(st[1]), st[2]) for st in stages]
-    for src in states:
-        if sum(r == src for st in stages for r in reads(st)) != 1:
-            continue
-        for si, st in enumerate(stages):
-            if st[0] != "group":
-                continue
-            hit = next(
-                (
-                    oi
-                    for oi, op in enumerate(st[1])
-                    if op[0] == "mul_s" and op[2] == src and not (len(op) > 4 and op[4])
-                ),
-                None,
-            )
-            if hit is None:
-                continue
-            tmp = st[1][hit][1]
-            st[1][hit] = ("mul_s", src, src, st[1][hit][3], True)
+    def reads(pos: tuple[int, int | None]) -> list[str]:
+        x = item(pos)
+        if pos[1] is None:
+            return [x[2]] if x[0] == "reduce" else []
+        args = x[1:] if x[0] in ("theta_add", "theta_add_s", "theta_copy") else x[2:]
+        return [a for a in args if isinstance(a, str)]
 
-            def rename(x: Any, tmp: str = tmp, src: str = src) -> Any:
-                return src if x == tmp else x
+    def put(pos: tuple[int, int | None], value: tuple[Any, ...]) -> None:
+        si, oi = pos
+        if oi is None:
+            stages[si] = value
+        else:
+            stages[si][1][oi] = value
 
-            for sj in range(si, len(stages)):
-                s2 = stages[sj]
-                if s2[0] == "group":
-                    start = hit + 1 if sj == si else 0
-                    for oj in range(start, len(s2[1])):
-                        s2[1][oj] = tuple(rename(a) for a in s2[1][oj])
-                elif s2[0] == "reduce":
-                    stages[sj] = (s2[0], s2[1], rename(s2[2]))
-            break
+    def resolve_aliases() -> None:
+        # a later read of an alias of a state list reads the list itself
+        for k, pos in enumerate(where):
+            a = item(pos)
+            if pos[1] is not None and a[0] in ("rename", "alias") and a[2] in states:
+                for q in where[k + 1 :]:
+                    x = item(q)
+                    if q[1] is not None and a[1] in x[2:]:
+                        put(q, x[:2] + tuple(a[2] if v == a[1] else v for v in x[2:]))
+                    elif q[1] is not None and x[0].startswith("theta") and a[1] in x[1:]:
+                        put(q, (x[0], *(a[2] if v == a[1] else v for v in x[1:])))
+
+    changed = True
+    while changed:
+        changed = False
+        resolve_aliases()
+        for src in states:
+            for k, pos in enumerate(where):
+                op = item(pos)
+                if pos[1] is None or op[2:3] != (src,):
+                    continue
+                if op[0] == "mul_s" and not (len(op) > 4 and op[4]):
+                    rewritten: tuple[Any, ...] = ("mul_s", src, src, op[3], True)
+                elif op[0] == "add" and not op[5]:
+                    rewritten = ("add", src, src, op[3], op[4], True)
+                else:
+                    continue
+                old = {src}  # names of the old value: src and its aliases made before
+                for q in where[:k]:
+                    a = item(q)
+                    if q[1] is not None and a[0] in ("rename", "alias") and a[2] in old:
+                        old.add(a[1])
+                if any(r in old for q in where[k + 1 :] for r in reads(q)):
+                    continue
+                tmp = op[1]
+                put(pos, rewritten)
+                for q in where[k + 1 :]:
+                    put(q, tuple(src if a == tmp else a for a in item(q)))
+                changed = True
+                break
     return stages
 
 
@@ -721,6 +754,20 @@ _RUNTIME = '''
 def _total(tensors):
     """Σ over the tensors and their elements, accumulated in float64."""
     return float(torch.stack([a.sum(dtype=torch.float64) for a in tensors]).sum())
+
+
+def _sq(a):
+    if a.dtype in (torch.float32, torch.float64):
+        v = a.reshape(-1)
+        return torch.dot(v, v)  # one read (BLAS), accumulated in the tensor's precision
+    return a.float().square().sum()
+
+
+def _total_sq(tensors):
+    """Σ x² over the tensors: a dot product per tensor, summed in float64."""
+    if not tensors:
+        return 0.0
+    return float(torch.stack([_sq(a).to(torch.float64) for a in tensors]).sum())
 
 
 def _reduce_global(value, process_group):

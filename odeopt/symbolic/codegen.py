@@ -79,6 +79,19 @@ class TorchNamespace:
         self.not_equal = torch.ne
         self.logical_and = _Ufunc(torch.logical_and)
         self.logical_or = _Ufunc(torch.logical_or)
+        self.maximum = _Ufunc(lambda a, b: torch.maximum(*self._tensors(a, b)))
+        self.minimum = _Ufunc(lambda a, b: torch.minimum(*self._tensors(a, b)))
+
+    def _tensors(self, a: Any, b: Any) -> tuple[Any, Any]:
+        """Both as tensors (numpy's maximum takes scalars; torch's does not)."""
+        torch = self._torch
+        ref = a if isinstance(a, torch.Tensor) else b
+        if not isinstance(ref, torch.Tensor):
+            return torch.as_tensor(a), torch.as_tensor(b)
+        return (
+            torch.as_tensor(a, dtype=ref.dtype, device=ref.device),
+            torch.as_tensor(b, dtype=ref.dtype, device=ref.device),
+        )
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._torch, name)

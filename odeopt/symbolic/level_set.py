@@ -109,7 +109,10 @@ class LevelSet:
         S = self.S
         tol = sp.Float(spec.tol)
         keep = sp.Or(target < 0, S <= 0, sp.Abs(target - S) < tol)
-        self.factor: sp.Expr = sp.Piecewise((sp.Integer(1), keep), (sp.sqrt(target / S), True))
+        # max(·, 0): rounding cannot take the root of a negative where the target is ≈ 0
+        self.factor: sp.Expr = sp.Piecewise(
+            (sp.Integer(1), keep), (sp.sqrt(sp.Max(target, 0) / S), True)
+        )
         if spec.bounce not in (None, "uniform", "gaussian"):
             raise StructureError(
                 f"energy_level: bounce is None, 'uniform' or 'gaussian'; got {spec.bounce!r}"
@@ -136,5 +139,5 @@ class LevelSet:
         target = self.surface.xreplace({self.E: energy})
         return sp.Piecewise(
             (sp.Integer(0), sp.Or(grad_sqnorm <= 0, target <= 0)),
-            (sp.sqrt(target / grad_sqnorm), True),
+            (sp.sqrt(sp.Max(target, 0) / grad_sqnorm), True),
         )
