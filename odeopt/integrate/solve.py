@@ -963,7 +963,11 @@ def integrate(
                 elif fixed:
                     run.run_fixed(t0, h_fixed, n_steps, save_at, bar)
                 else:
-                    ctrl = controller or StepController(rtol=rtol, atol=atol)
+                    ctrl = (
+                        controller
+                        or getattr(sch, "controller", None)
+                        or StepController(rtol=rtol, atol=atol)
+                    )
                     h0 = h if h is not None else (t1 - t0) / 100
                     run.run_adaptive(grid, h0, ctrl, max_steps, bar)
             run.stats["evaluations"] = run.field.evaluations

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .adaptive import EulerRichardson, StepController
+from .adaptive import EnergyController, EnergyDecrease, EulerRichardson, StepController
 from .base import Field, Projected, Scheme, Step, axpy, combine, for_system
 from .discrete_gradient import DiscreteGradient
 from .partitioned import Leapfrog, NesterovEuler, SymplecticEuler
@@ -33,6 +33,8 @@ __all__ = [
     "REGISTRY",
     "ButcherTableau",
     "DiscreteGradient",
+    "EnergyController",
+    "EnergyDecrease",
     "EulerRichardson",
     "Evaluation",
     "Field",

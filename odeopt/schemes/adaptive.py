@@ -14,7 +14,7 @@ import sympy as sp
 
 from .base import Field, Scheme, State, Step, axpy
 
-__all__ = ["EulerRichardson", "StepController"]
+__all__ = ["EnergyController", "EnergyDecrease", "EulerRichardson", "StepController"]
 
 
 class EulerRichardson(Scheme):
@@ -108,3 +108,86 @@ class StepController:
         with np.errstate(divide="ignore", over="ignore"):
             raw = self.safety * err.clip(min=1e-300) ** exponent
         return raw.clip(min=self.shrink, max=min(self.grow, 1e10))
+
+
+class EnergyDecrease(Scheme):
+    """Lyapunov step-size control around a fixed-step scheme (Bensaid's LC_EGD and LC_M).
+
+    The inner scheme proposes x' from x; the step is accepted when the energy drops by at
+    least a fraction λ of what the flow's dissipation promises,
+
+        H(x') − H(x) ≤ λ·h·Ḣ,   Ḣ = Σ_b ∇_bH·f_b  at x (``rate_at="old"``) or at x',
+
+    reported as the error e = H(x') − H(x) − λhḢ (accepted iff e ≤ 0). The paired
+    :class:`EnergyController` shrinks h by ``shrink`` on rejection and grows it by ``grow``
+    after acceptance. Gradient flow + ``"euler"`` is LC_EGD: accept θ − ηg iff
+    F(θ − ηg) − F(θ) ≤ −λη|g|² (λ = ½, η/2 on rejection, η·10⁴ after acceptance).
+    Heavy ball + ``"symplectic_euler"`` with ``rate_at="new"`` is LC_M's test
+    V_{n+1} − V_n ≤ −λη(γ/m²)|p_{n+1}|² (β̄ = γ/m).
+    """
+
+    name = "energy_decrease"
+    adaptive = True
+    error_order = 1
+
+    def __init__(
+        self,
+        inner: str | Scheme = "euler",
+        lam: float = 0.5,
+        shrink: float = 0.5,
+        grow: float = 1e4,
+        rate_at: str = "old",
+        h_max: float = float("inf"),
+    ) -> None:
+        from . import get
+
+        self.inner = get(inner)
+        if self.inner.adaptive or self.inner.implicit:
+            raise ValueError(f"energy control wraps an explicit fixed-step scheme, not {inner!r}")
+        if not 0 < lam < 1:
+            raise ValueError(f"lam must lie in (0, 1), got {lam}")
+        if rate_at not in ("old", "new"):
+            raise ValueError(f"rate_at must be 'old' or 'new', got {rate_at!r}")
+        self.lam, self.rate_at = lam, rate_at
+        self.order = self.inner.order
+        self.partitioned = self.inner.partitioned
+        self.controller = EnergyController(shrink=shrink, grow=grow, h_max=h_max)
+
+    def step(self, f: Field, x: State, t: Any, h: Any) -> Step:
+        new = self.inner.step(f, x, t, h).x
+        at = x if self.rate_at == "old" else new
+        t_at = t if self.rate_at == "old" else t + h
+        grad = f.grad_energy(at, t_at)
+        flow = f(at, t_at, f.energy_blocks)
+        rate = f.total({b: grad[b] * flow[b] for b in f.energy_blocks})
+        lam = f.constant(sp.Rational(self.lam).limit_denominator(10**6))
+        error = f.energy(new, t + h) - f.energy(x, t) - lam * h * rate
+        return Step(new, {"H": error})
+
+    def __repr__(self) -> str:
+        return f"EnergyDecrease({self.inner!r}, lam={self.lam}, rate_at={self.rate_at!r})"
+
+
+@dataclass
+class EnergyController:
+    """Accept/reject for :class:`EnergyDecrease`: accept iff e ≤ 0; h ← h·grow after an
+    acceptance, h ← h·shrink after a rejection, within [h_min, h_max]."""
+
+    shrink: float = 0.5
+    grow: float = 1e4
+    h_min: float = 0.0
+    h_max: float = float("inf")
+
+    def __post_init__(self) -> None:
+        if not 0 < self.shrink < 1 or self.grow < 1:
+            raise ValueError(f"need 0 < shrink < 1 and grow ≥ 1, got {self.shrink}, {self.grow}")
+
+    def error_norm(self, xp: Any, x: State, x_new: State, error: State) -> Any:
+        """0.5 where the energy test passes (≤ 1: accepted), 2 where it fails, NaN where it
+        is not finite (a failure)."""
+        e = error["H"]
+        e = e.reshape(-1) if hasattr(e, "reshape") else e
+        return xp.where(e <= 0, 0.5 + 0 * e, 2.0 + 0 * e)
+
+    def factor(self, err: Any, error_order: int) -> Any:
+        return np.where(err <= 1.0, self.grow, self.shrink)
