@@ -25,7 +25,7 @@ def main() -> None:
     pb = problems.ackley(2, b=0.02)
     x0 = np.random.default_rng(0).uniform(-4, 4, (100, 2))[: args.starts]
     Opt = oo.discretize(oo.zoo.bbi(), "symplectic_euler").to_torch()
-    print(f"exported BBI (bounces: every 1000 updates, 1 in all; after 3000 without progress)")
+    print("exported BBI (bounces: every 1000 updates, 1 in all; after 3000 without progress)")
     t0 = time.perf_counter()
     for lr in args.lr:
         finals = []

@@ -6,8 +6,8 @@ import copy
 import math
 
 import numpy as np
-import sympy as sp
 import pytest
+import sympy as sp
 import torch
 from sklearn.datasets import load_digits
 
