@@ -33,7 +33,7 @@ def main() -> None:
             theta = torch.nn.Parameter(torch.tensor(start, dtype=torch.float64))
             opt = Opt([theta], lr=lr, seed=k)
 
-            def closure():
+            def closure(opt=opt, theta=theta):
                 opt.zero_grad()
                 F = pb.value(theta[None])[0]
                 F.backward()
