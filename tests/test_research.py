@@ -410,3 +410,61 @@ def test_energy_decrease_rule_reads_like_lc_egd() -> None:
         oo.schemes.EnergyDecrease("euler", lam=1.5)
     with pytest.raises(ValueError, match="fixed-step"):
         oo.schemes.EnergyDecrease("euler_richardson")
+
+
+def _lc_egd_reference(model, X, y, lr, steps, lam=0.5, f1=2.0, f2=1e4):
+    """Bensaid's LC_EGD (ALGORITHMS.md §5) as a plain loop: one trial per step."""
+    params = list(model.parameters())
+    eta, accepted = lr, 0
+
+    def loss_at():
+        return torch.nn.functional.cross_entropy(model(X), y)
+
+    for _ in range(steps):
+        for q in params:
+            q.grad = None
+        F = loss_at()
+        F.backward()
+        g = [q.grad.clone() for q in params]
+        gsq = float(sum((gi * gi).sum() for gi in g))
+        old = [q.detach().clone() for q in params]
+        with torch.no_grad():
+            for q, gi in zip(params, g, strict=True):
+                q.add_(gi, alpha=-eta)
+            F1 = loss_at().item()
+        if F1 - F.item() <= -lam * eta * gsq:
+            eta *= f2
+            accepted += 1
+        else:
+            with torch.no_grad():
+                for q, o in zip(params, old, strict=True):
+                    q.copy_(o)
+            eta /= f1
+    return torch.cat([q.detach().flatten() for q in params]), eta, accepted
+
+
+def test_exported_lc_egd_equals_bensaids_rule(digits) -> None:
+    X, y, model = digits
+    Opt = oo.discretize(zoo.gradient_flow(), oo.schemes.EnergyDecrease("euler")).to_torch()
+    m = copy.deepcopy(model)
+    opt = Opt(m.parameters(), lr=0.1)
+    ours, losses = _run(opt, m, X, y, 200)
+    ref, eta, accepted = _lc_egd_reference(copy.deepcopy(model), X, y, 0.1, 200)
+    assert (ours - ref).abs().max().item() <= 1e-12
+    glob = opt.state["odeopt"]
+    assert glob["h_scale"] * 0.1 == pytest.approx(eta, rel=1e-12)
+    assert 200 - glob.get("rejected", 0) == accepted and 0 < accepted < 200
+    with torch.no_grad():
+        final = torch.nn.functional.cross_entropy(m(X), y).item()
+    assert final < 0.5 * losses[0]
+
+
+def test_exported_lc_m_trains_and_rejects_without_nan(digits) -> None:
+    X, y, model = digits
+    scheme = oo.schemes.EnergyDecrease("symplectic_euler", rate_at="new")
+    Opt = oo.discretize(zoo.heavy_ball(friction=1.0), scheme).to_torch()
+    m = copy.deepcopy(model)
+    opt = Opt(m.parameters(), lr=0.3)
+    _, losses = _run(opt, m, X, y, 200)
+    assert np.all(np.isfinite(losses)) and losses[-1] < 0.5 * losses[0]
+    assert opt.state["odeopt"].get("rejected", 0) > 0

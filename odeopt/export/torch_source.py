@@ -233,10 +233,13 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
             f"{rule.scheme.name} is implicit (a nonlinear solve per step); odeopt exports "
             "explicit rules"
         )
-    if program.error is not None:
+    from ..schemes.adaptive import EnergyDecrease
+
+    controlled = isinstance(rule.scheme, EnergyDecrease)
+    if program.error is not None and not controlled:
         raise NotImplementedError(
-            f"{rule.scheme.name} is adaptive; export its fixed-step rule or an energy-controlled "
-            "optimizer instead"
+            f"{rule.scheme.name} is adaptive with an error estimate; export its fixed-step rule "
+            "or an energy-controlled one (schemes.EnergyDecrease)"
         )
     if sys_.loss is None:
         raise ValueError(f"{sys_.name} has no loss; an optimizer needs one")
@@ -355,6 +358,9 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
 
     # outputs: states first (they may read θ), then θ in place; reductions they need are
     # computed (in their own stages) before this stage starts
+    if controlled:  # the energy test, before the outputs: a rejected step writes nothing
+        assert program.error is not None
+        stages.append(("accept", prepare(program.error["H"])))
     prepared = {b: prepare(e) for b, e in program.outputs.items()}
     o0, s0 = len(lin.ops), len(stage_scalars)
     for b in state_blocks:
@@ -412,7 +418,7 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
                 lines.append("    for G in groups:")
                 for kw in keywords.values():
                     lines.append(f'{ind}P_{kw} = G["{kw}"]')
-                lines.append(f'{ind}lr = G["lr"]')
+                lines.append(f'{ind}lr = G["lr"]' + (' * glob["h_scale"]' if controlled else ""))
                 if uses_time:
                     lines.append(f'{ind}t = G["t"]')
                 for nm, e in scal:
@@ -430,6 +436,17 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
                 _, th_key, gkey, fname = stage
                 lines.append(f"    {fname}, _g = _evaluate(groups, {th_key!r}, closure, maximize)")
                 lines.append(f"    for G, gs in zip(groups, _g): G[{gkey!r}] = gs")
+            elif kind == "accept":
+                lines.append("    G = groups[0]  # one step size for all groups (checked)")
+                for kw in keywords.values():
+                    lines.append(f'    P_{kw} = G["{kw}"]')
+                lines.append('    lr = G["lr"] * glob["h_scale"]')
+                printer._names = scalars
+                lines.append(f"    _err = {printer.doprint(stage[1])}")
+                lines.append("    if not _err <= 0.0:  # the energy did not drop enough: reject")
+                lines.append("        return False")
+        if controlled:
+            lines.append("    return True")
         return lines
 
     foreach_lines = path(True)
@@ -473,6 +490,10 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
     else:
         bounce_sig = ""
     src.append(f"STORED = {ls.spec.symbol if ls is not None else None!r}")
+    src.append(f"CONTROLLED = {controlled}")
+    if controlled:
+        ctrl = rule.scheme.controller  # type: ignore[attr-defined]
+        src.append(f"SHRINK, GROW = {ctrl.shrink!r}, {ctrl.grow!r}")
     src.append(_RUNTIME)
     if sys_.switches:
         src += _switch_function(sys_, keywords, printer)
@@ -1000,7 +1021,11 @@ _CLASS_TEMPLATE = '''class {cls}(Optimizer):
         if foreach is None:
             foreach = all(p.is_cuda for G in groups for p in G["theta"])
         # state shared by all groups (the stored energy, switches), kept in state_dict
-        glob = self.state["odeopt"] if LEVEL_SET or SWITCHES else None
+        glob = self.state["odeopt"] if LEVEL_SET or SWITCHES or CONTROLLED else None
+        if CONTROLLED:
+            glob.setdefault("h_scale", 1.0)
+            if len({{G["lr"] for G in groups}}) > 1:
+                raise ValueError("an energy-controlled rule takes one lr for all param groups")
         V = F
         if DOMAIN:
             V = _domain(self.param_groups, F, glob, self.adaptive_shift)
@@ -1018,12 +1043,20 @@ _CLASS_TEMPLATE = '''class {cls}(Optimizer):
                 self._compiled_step = torch.compile(_step_foreach)
             run = self._compiled_step
         try:
-            run(groups, F, closure, maximize, self.process_group, glob)
+            accepted = run(groups, F, closure, maximize, self.process_group, glob)
         except _NonFinite as exc:  # nothing was written: θ and the state change last
-            if all(G["skip_nonfinite"] for G in groups):
-                self.skipped_steps += 1
+            if not CONTROLLED:
+                if all(G["skip_nonfinite"] for G in groups):
+                    self.skipped_steps += 1
+                    return loss
+                raise FloatingPointError(
+                    str(exc) + "; pass skip_nonfinite=True to skip such steps")
+            accepted = False  # a trial step whose loss overflows is rejected
+        if CONTROLLED:  # grow after an acceptance, shrink after a rejection
+            glob["h_scale"] *= GROW if accepted else SHRINK
+            if not accepted:
+                glob["rejected"] = glob.get("rejected", 0) + 1
                 return loss
-            raise FloatingPointError(str(exc) + "; pass skip_nonfinite=True to skip such steps")
 
         for G in groups:
             new = [(b, G["new_" + b]) for b in STATE_BLOCKS if "new_" + b in G]
