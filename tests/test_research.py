@@ -468,3 +468,51 @@ def test_exported_lc_m_trains_and_rejects_without_nan(digits) -> None:
     _, losses = _run(opt, m, X, y, 200)
     assert np.all(np.isfinite(losses)) and losses[-1] < 0.5 * losses[0]
     assert opt.state["odeopt"].get("rejected", 0) > 0
+
+
+def _er_gd_reference(model, X, y, lr, tol, steps):
+    """Euler–Richardson GD as Bensaid's reference code runs it (ALGORITHMS.md §5)."""
+    params = list(model.parameters())
+    eta, accepted = lr, 0
+
+    def grad_at():
+        for q in params:
+            q.grad = None
+        loss = torch.nn.functional.cross_entropy(model(X), y)
+        loss.backward()
+        return [q.grad.clone() for q in params]
+
+    for _ in range(steps):
+        g = grad_at()
+        old = [q.detach().clone() for q in params]
+        with torch.no_grad():
+            for q, gi in zip(params, g, strict=True):
+                q.add_(gi, alpha=-eta)
+        gi_ = grad_at()
+        err = 0.5 * eta * math.sqrt(float(sum(((a - b) ** 2).sum() for a, b in zip(g, gi_)))) / tol
+        with torch.no_grad():
+            for q, o, b in zip(params, old, gi_, strict=True):
+                q.copy_(o)
+                if err <= 1:
+                    q.add_(b, alpha=-eta)
+        accepted += err <= 1
+        eta *= 0.9 / math.sqrt(err) if err > 0 else 1e300
+    return torch.cat([q.detach().flatten() for q in params]), eta, accepted
+
+
+def test_exported_euler_richardson_gd_equals_the_reference_rule(digits) -> None:
+    X, y, model = digits
+    tol = 1e-3
+    ctrl = oo.schemes.StepController(norm="l2", rtol=0, atol=tol, grow=float("inf"), shrink=0.0)
+    scheme = oo.schemes.EulerRichardson("reference", controller=ctrl)
+    Opt = oo.discretize(zoo.gradient_flow(), scheme).to_torch()
+    m = copy.deepcopy(model)
+    opt = Opt(m.parameters(), lr=0.5)
+    ours, losses = _run(opt, m, X, y, 100)
+    ref, eta, accepted = _er_gd_reference(copy.deepcopy(model), X, y, 0.5, tol, 100)
+    assert (ours - ref).abs().max().item() <= 1e-12
+    assert opt.state["odeopt"]["h_scale"] * 0.5 == pytest.approx(eta, rel=1e-12)
+    assert 100 - opt.state["odeopt"].get("rejected", 0) == accepted
+    assert 0 < accepted < 100
+    with pytest.raises(NotImplementedError, match="absolute-tolerance controller"):
+        oo.discretize(zoo.gradient_flow(), "euler_richardson").to_source()

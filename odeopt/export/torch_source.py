@@ -233,13 +233,21 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
             f"{rule.scheme.name} is implicit (a nonlinear solve per step); odeopt exports "
             "explicit rules"
         )
-    from ..schemes.adaptive import EnergyDecrease
+    from ..schemes.adaptive import EnergyDecrease, StepController
 
-    controlled = isinstance(rule.scheme, EnergyDecrease)
-    if program.error is not None and not controlled:
+    controlled = program.error is not None
+    energy_test = isinstance(rule.scheme, EnergyDecrease)
+    ctrl = getattr(rule.scheme, "controller", None)
+    if (
+        controlled
+        and not energy_test
+        and not (isinstance(ctrl, StepController) and ctrl.norm == "l2" and ctrl.rtol == 0)
+    ):
         raise NotImplementedError(
-            f"{rule.scheme.name} is adaptive with an error estimate; export its fixed-step rule "
-            "or an energy-controlled one (schemes.EnergyDecrease)"
+            f"{rule.scheme.name} is adaptive with an error estimate; to export it give the scheme "
+            "an absolute-tolerance controller, e.g. EulerRichardson('reference', "
+            "controller=StepController(norm='l2', rtol=0, atol=tol)), or export its fixed-step "
+            "rule or an energy-controlled one (schemes.EnergyDecrease)"
         )
     if sys_.loss is None:
         raise ValueError(f"{sys_.name} has no loss; an optimizer needs one")
@@ -318,8 +326,12 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
             o0, s0 = len(lin.ops), len(stage_scalars)
             summand = prepare(r.summand)
             base = summand.base if isinstance(summand, sp.Pow) and summand.exp == 2 else None
-            if base is not None and base in lists:  # Σ x²: the norms, one read of x
+            if base is not None and base in lists:  # Σ x²: a dot product, one read of x
                 stages.append(("reduce", rname, lists[base], "sq"))
+            elif base is not None:  # Σ e²: e first (never expanded: no cancellation), then Σ e²
+                lst, _ = lin.lin(_collect(base, lists))
+                emit_group(o0, s0)
+                stages.append(("reduce", rname, lst, "sq"))
             else:
                 lst, _ = lin.lin(_collect(summand, lists))
                 emit_group(o0, s0)
@@ -358,9 +370,24 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
 
     # outputs: states first (they may read θ), then θ in place; reductions they need are
     # computed (in their own stages) before this stage starts
-    if controlled:  # the energy test, before the outputs: a rejected step writes nothing
+    if controlled:  # the test comes before the outputs: a rejected step writes nothing
         assert program.error is not None
-        stages.append(("accept", prepare(program.error["H"])))
+        if energy_test:
+            stages.append(("accept", prepare(program.error["H"]), None))
+        else:  # err = ‖e‖₂ / atol, e computed first (never expanded: no cancellation)
+            sq: sp.Expr = sp.Integer(0)
+            for e in program.error.values():
+                pe = prepare(e)
+                o0, s0 = len(lin.ops), len(stage_scalars)
+                lst, _ = lin.lin(_collect(pe, lists))
+                emit_group(o0, s0)
+                rname = f"_r{next(counter)}"
+                stages.append(("reduce", rname, lst, "sq"))
+                sym = sp.Symbol(rname)
+                scalars[sym] = rname
+                sq += sym
+            err = sp.sqrt(sq) / sp.Float(ctrl.atol)
+            stages.append(("accept", err, rule.scheme.error_order))
     prepared = {b: prepare(e) for b, e in program.outputs.items()}
     o0, s0 = len(lin.ops), len(stage_scalars)
     for b in state_blocks:
@@ -443,10 +470,22 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
                 lines.append('    lr = G["lr"] * glob["h_scale"]')
                 printer._names = scalars
                 lines.append(f"    _err = {printer.doprint(stage[1])}")
-                lines.append("    if not _err <= 0.0:  # the energy did not drop enough: reject")
-                lines.append("        return False")
+                if stage[2] is None:  # the energy test: accept iff it dropped enough
+                    lines.append("    accepted = _err <= 0.0")
+                    lines.append("    _fac = GROW if accepted else SHRINK")
+                else:  # the error test: accept iff err ≤ 1; h·clip(safety·err^(−1/(q+1)))
+                    q1 = stage[2] + 1
+                    lines.append("    accepted = _err <= 1.0")
+                    lines.append(
+                        f"    _fac = SAFETY * _err ** (-1.0 / {q1}) if _err > 0 else math.inf"
+                    )
+                    lines.append(
+                        "    _fac = min(max(_fac, SHRINK), GROW) if _fac == _fac else SHRINK"
+                    )
+                lines.append("    if not accepted:")
+                lines.append("        return False, _fac")
         if controlled:
-            lines.append("    return True")
+            lines.append("    return True, _fac")
         return lines
 
     foreach_lines = path(True)
@@ -492,8 +531,8 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
     src.append(f"STORED = {ls.spec.symbol if ls is not None else None!r}")
     src.append(f"CONTROLLED = {controlled}")
     if controlled:
-        ctrl = rule.scheme.controller  # type: ignore[attr-defined]
-        src.append(f"SHRINK, GROW = {ctrl.shrink!r}, {ctrl.grow!r}")
+        src.append(f"SHRINK, GROW = {float(ctrl.shrink)!r}, {min(float(ctrl.grow), 1e300)!r}")
+        src.append(f"SAFETY = {float(getattr(ctrl, 'safety', 1.0))!r}")
     src.append(_RUNTIME)
     if sys_.switches:
         src += _switch_function(sys_, keywords, printer)
@@ -1043,7 +1082,8 @@ _CLASS_TEMPLATE = '''class {cls}(Optimizer):
                 self._compiled_step = torch.compile(_step_foreach)
             run = self._compiled_step
         try:
-            accepted = run(groups, F, closure, maximize, self.process_group, glob)
+            result = run(groups, F, closure, maximize, self.process_group, glob)
+            accepted, fac = result if CONTROLLED else (True, 1.0)
         except _NonFinite as exc:  # nothing was written: θ and the state change last
             if not CONTROLLED:
                 if all(G["skip_nonfinite"] for G in groups):
@@ -1051,9 +1091,9 @@ _CLASS_TEMPLATE = '''class {cls}(Optimizer):
                     return loss
                 raise FloatingPointError(
                     str(exc) + "; pass skip_nonfinite=True to skip such steps")
-            accepted = False  # a trial step whose loss overflows is rejected
+            accepted, fac = False, SHRINK  # a trial step whose loss overflows is rejected
         if CONTROLLED:  # grow after an acceptance, shrink after a rejection
-            glob["h_scale"] *= GROW if accepted else SHRINK
+            glob["h_scale"] *= fac
             if not accepted:
                 glob["rejected"] = glob.get("rejected", 0) + 1
                 return loss

@@ -35,10 +35,11 @@ class EulerRichardson(Scheme):
     adaptive = True
     error_order = 1
 
-    def __init__(self, variant: str = "midpoint") -> None:
+    def __init__(self, variant: str = "midpoint", controller: Any = None) -> None:
         if variant not in ("midpoint", "reference"):
             raise ValueError(f"variant must be 'midpoint' or 'reference', got {variant!r}")
         self.variant = variant
+        self.controller = controller  # integrate's default when given; export needs one
         self.order = 2 if variant == "midpoint" else 1
 
     def step(self, f: Field, x: State, t: Any, h: Any) -> Step:
