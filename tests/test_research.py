@@ -489,7 +489,12 @@ def _er_gd_reference(model, X, y, lr, tol, steps):
             for q, gi in zip(params, g, strict=True):
                 q.add_(gi, alpha=-eta)
         gi_ = grad_at()
-        err = 0.5 * eta * math.sqrt(float(sum(((a - b) ** 2).sum() for a, b in zip(g, gi_)))) / tol
+        err = (
+            0.5
+            * eta
+            * math.sqrt(float(sum(((a - b) ** 2).sum() for a, b in zip(g, gi_, strict=True))))
+            / tol
+        )
         with torch.no_grad():
             for q, o, b in zip(params, old, gi_, strict=True):
                 q.copy_(o)
