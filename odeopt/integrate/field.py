@@ -73,6 +73,7 @@ class NumericField:
         self.params = params
         self._compiled: dict[Any, Compiled] = {} if shared is None else shared
         self._cache = _Cache()
+        self._pcache = _Cache(2)
         self._count = [0, 0]  # calls, points; shared with subsets
         if backend == "torch":
             import torch
@@ -127,12 +128,29 @@ class NumericField:
         self._params = dict(values)
         self._by_symbol = {self._symbols[k]: v for k, v in self._params.items()}
 
+    def _preconditioned(self, theta: Any, g: Any) -> Any:
+        """P(θ)·∇F of the system's metric, cached for the same θ array."""
+        hit = self._pcache.get(theta)
+        if hit is not None:
+            return hit[1]
+        Pg = self.system.metric.apply(self.objective, theta, g)
+        self._pcache.put(theta, None, Pg)
+        return Pg
+
     def _call(
-        self, fn: Compiled, x: State, t: Any, extra: Mapping[str, Any] | None = None, h: Any = None
+        self,
+        fn: Compiled,
+        x: State,
+        t: Any,
+        extra: Mapping[str, Any] | None = None,
+        h: Any = None,
+        precondition: bool = False,
     ) -> Any:
         F = g = None
         if fn.needs_loss or fn.needs_grad:
             F, g = self.loss_and_grad(x[self.position[0]])
+            if precondition and self.system.metric is not None and g is not None:
+                g = self._preconditioned(x[self.position[0]], g)
         if extra:
             x = {**x, **extra}
         args = [x[b] for b in fn.block_names]
@@ -163,7 +181,7 @@ class NumericField:
         names = tuple(blocks) if blocks is not None else tuple(x)
         vf = self.system.vector_field
         fn = self._fn(("field", names), [vf[b] for b in names])
-        return dict(zip(names, self._call(fn, x, t), strict=True))
+        return dict(zip(names, self._call(fn, x, t, precondition=True), strict=True))
 
     def advance(self, x: State, t: Any, h: Any, blocks: Sequence[str]) -> State:
         """x_b + h·f_b(x, t) for the given blocks, the other blocks kept: one fused
@@ -184,7 +202,7 @@ class NumericField:
             self._fn(key, exprs, extra_params=[_H])
         fn = self._compiled[key]
         out = dict(x)
-        out.update(zip(names, self._call(fn, x, t, h=h), strict=True))
+        out.update(zip(names, self._call(fn, x, t, h=h, precondition=True), strict=True))
         return out
 
     def energy(self, x: State, t: Any) -> Any:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import numpy as np
 import sympy as sp
 
 from .backend import Namespace
@@ -76,6 +77,12 @@ class OneNeuron(Problem):
             dp = dp * z + p
             p = p * z + c
         return p, dp
+
+    def residuals(self, theta: Any) -> Any:
+        """r(θ) = ½(σ(b), σ(w + b)) per row, shape (batch, 2); R = |r|²."""
+        theta = np.asarray(theta, dtype=float)
+        w, b = theta[:, 0], theta[:, 1]
+        return 0.5 * np.stack([self._activation(b)[0], self._activation(w + b)[0]], -1)
 
     def _evaluate(self, xp: Namespace, theta: Any, need_grad: bool) -> tuple[Any, Any]:
         w, b = theta[:, 0], theta[:, 1]

@@ -148,6 +148,10 @@ class LeastSquares(_AffineCritical):
         F = xp.sum(residual * residual)
         return F, (2.0 * (residual @ W) if need_grad else None)
 
+    def residuals(self, theta: Any) -> Any:
+        """r(θ) = Wθ − y per row, shape (batch, m); F = |r|²."""
+        return np.asarray(theta) @ self.W.T - self.y
+
     def _quadratic_form(self) -> tuple[np.ndarray, np.ndarray, float]:
         W, y = self.W, self.y
         return 2.0 * (W.T @ W), 2.0 * (W.T @ y), float(y @ y)

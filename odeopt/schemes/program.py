@@ -330,6 +330,12 @@ def run_symbolic(system: PortHamiltonian, scheme: Scheme | str) -> Program:
     """The program of one step of ``scheme`` on ``system``, with step symbol h."""
     from . import get
 
+    if system.metric is not None:
+        raise NotImplementedError(
+            f"{system.name} has a metric that is not coordinate-wise "
+            f"({system.metric.description}); it is integrated numerically, not extracted or "
+            "exported"
+        )
     scheme = for_system(get(scheme), system)
     f = SymbolicField(system)
     h = sp.Symbol("h", positive=True)

@@ -16,6 +16,7 @@ from .language import (
     total,
 )
 from .level_set import EnergyLevel
+from .metric import LevenbergMarquardt, Metric
 from .switch import Switch
 from .system import CompiledSystem, Parameter, PortHamiltonian
 
@@ -25,7 +26,9 @@ __all__ = [
     "EnergyBalance",
     "EnergyLevel",
     "Gradient",
+    "LevenbergMarquardt",
     "Loss",
+    "Metric",
     "Parameter",
     "PortHamiltonian",
     "Reduction",

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import sympy as sp
 
+from ..errors import StructureError
 from .codegen import compile_expressions
 from .language import (
     Block,
@@ -244,8 +245,40 @@ def decide(
     return "not proved", reason, nonincreasing, example, checked
 
 
+def _metric_balance(system: PortHamiltonian) -> EnergyBalance:
+    """A gradient system with a full metric P: dH/dt = −∇FᵀP∇F ≤ 0 (P ⪰ 0 by construction)."""
+    gPg = sp.Symbol("<g,P*g>", nonnegative=True)
+    if (
+        system.blocks != (system.loss.block,)
+        or sp.simplify(  # type: ignore[union-attr]
+            system.hamiltonian - system.loss
+        )
+        != 0
+        or system.aux_blocks
+        or system.G.shape[1]
+    ):
+        raise StructureError("a metric is supported for gradient systems H = F, θ' = −P∇F")
+    return EnergyBalance(
+        system=system.name,
+        hamiltonian=system.hamiltonian,
+        rate=-gPg,
+        dissipation=-gPg,
+        supply=sp.Integer(0),
+        auxiliary=sp.Integer(0),
+        time_derivative=sp.Integer(0),
+        verdict="dissipative",
+        reason=f"{system.metric.description} is symmetric positive definite, so "
+        "dH/dt = −∇FᵀP∇F ≤ 0 (not coordinate-wise: P by construction, not by sympy)",
+        nonincreasing=True,
+        counterexample=None,
+        samples_checked=0,
+    )
+
+
 def energy_balance(system: PortHamiltonian, samples: int = 2000, seed: int = 0) -> EnergyBalance:
     """dH/dt = −∇HᵀR∇H + yᵀu + Σ∂H/∂s·ṡ + ∂H/∂t for a :class:`PortHamiltonian`."""
+    if system.metric is not None:
+        return _metric_balance(system)
     H = system.hamiltonian
     grad = system.grad_hamiltonian
     # the pH form: a level-set system's field equals it on H = E (see EnergyLevel)

@@ -173,6 +173,7 @@ class PortHamiltonian:
         description: str = "",
         energy_level: EnergyLevel | None = None,
         switches: Sequence[Switch] = (),
+        metric: Any = None,
     ) -> None:
         self.name = name
         self.description = description
@@ -235,6 +236,12 @@ class PortHamiltonian:
             [(b, rhs[i]) for i, b in enumerate(self.blocks)] + list(self.aux.items())
         )
         self.switches = self._check_switches(switches)
+        self.metric = metric
+        if metric is not None and not hasattr(metric, "apply"):
+            raise StructureError(
+                f"metric must have apply(problem, theta, g) (see odeopt.symbolic.metric), "
+                f"got {metric!r}"
+            )
 
     def _check_switches(self, switches: Sequence[Switch]) -> tuple[Switch, ...]:
         params = {p.symbol for p in self.parameters if not p.stored}

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..symbolic import PortHamiltonian
-from .adaptive import adam, rmsprop
+from .adaptive import adam, levenberg_marquardt, rmsprop
 from .classic import braking, gradient_flow, heavy_ball, massaroli, nesterov
 from .ecd import bbi, ecdsep, ruthless
 
@@ -22,6 +22,7 @@ __all__ = [
     "get",
     "gradient_flow",
     "heavy_ball",
+    "levenberg_marquardt",
     "massaroli",
     "names",
     "nesterov",
@@ -37,6 +38,7 @@ REGISTRY: dict[str, Callable[..., PortHamiltonian]] = {
     "massaroli": massaroli,
     "rmsprop": rmsprop,
     "adam": adam,
+    "levenberg_marquardt": levenberg_marquardt,
     "bbi": bbi,
     "ruthless": ruthless,
     "ecdsep": ecdsep,

@@ -6,7 +6,7 @@ import sympy as sp
 
 from ..symbolic import PortHamiltonian, blocks, loss, parameters
 
-__all__ = ["adam", "rmsprop"]
+__all__ = ["adam", "levenberg_marquardt", "rmsprop"]
 
 
 def rmsprop(decay: float = 0.1, eps: float = 1e-8) -> PortHamiltonian:
@@ -61,4 +61,24 @@ def adam(beta1_bar: float = 0.1, beta2_bar: float = 0.001, eps: float = 1e-8) ->
         aliases={"beta1_bar": b1, "beta2_bar": b2, "eps": e},
         name="adam",
         description="Adam flow θ' = −m/(√s + ε), m' = β̄₁(g − m), s' = β̄₂(g² − s)",
+    )
+
+
+def levenberg_marquardt(mu: float = 1e-3) -> PortHamiltonian:
+    """Levenberg–Marquardt flow θ' = −(JᵣᵀJᵣ + μI)⁻¹∇F (ALGORITHMS.md §5), Jᵣ the residuals'
+    Jacobian computed numerically: H = F, J = 0, R = I with the metric
+    :class:`~odeopt.symbolic.LevenbergMarquardt` (the extension point for metrics that are
+    not coordinate-wise). dH/dt = −∇FᵀP∇F ≤ 0. Integration only (not exported)."""
+    from ..symbolic import LevenbergMarquardt
+
+    theta = blocks("theta")
+    F = loss(theta)
+    return PortHamiltonian(
+        F,
+        [theta],
+        J=[[0]],
+        R=[[1]],
+        metric=LevenbergMarquardt(mu),
+        name="levenberg_marquardt",
+        description="Levenberg–Marquardt flow θ' = −(JᵀJ + μI)⁻¹∇F (numerical Jacobian)",
     )
