@@ -556,3 +556,21 @@ def test_levenberg_marquardt_flow_is_gauss_newton_on_linear_residuals() -> None:
         zoo.levenberg_marquardt(1e-2), pt, {"theta": start}, steps=1000, h=0.01, scheme="rk4"
     )
     assert set(run.status) == {"ok"} and np.all(run.loss[-1] <= run.loss[0])
+
+
+def test_massaroli_streamed_mode_learns_with_h_decreasing_within_each_window() -> None:
+    """Data arriving in batches (4 batches of 50, one per 2 time units, cycled): H is
+    time-varying, non-increasing while a batch is in force, and jumps at the switches."""
+    pb = problems.blobs(samples=200)
+    st = problems.streamed(pb, batch_size=50, period=2.0)
+    th0 = np.asarray(pb.initial(0), dtype=float).reshape(1, -1)
+    system = zoo.massaroli(a=1.0, b=0.5, c=0.01, beta=1.0)
+    tr = oo.integrate(system, st, {"theta": th0}, t_span=(0, 40), h=0.05, scheme="rk4")
+    assert pb.accuracy(tr.final["theta"])[0] >= 0.95  # measured 0.975
+    E = tr.energy[:, 0]
+    k = st.index(tr.t)
+    same = k[1:] == k[:-1]
+    assert np.all(np.diff(E)[same] <= 1e-9)
+    assert np.any(np.diff(E)[~same] > 1e-3)  # new data: the energy jumps up
+    with pytest.raises(ValueError, match="period"):
+        problems.streamed(pb, batch_size=10, period=0.0)

@@ -26,6 +26,14 @@ _H = sp.Symbol("h_step_")  # the step size inside fused sub-steps
 State = dict[str, Any]
 
 
+def _same_time(a: Any, b: Any) -> bool:
+    if a is b:
+        return True
+    if np.ndim(a) == 0 and np.ndim(b) == 0:
+        return float(a) == float(b)
+    return False
+
+
 class _Cache:
     """F and ∇F at the last few θ arrays, matched by identity (arrays are never mutated)."""
 
@@ -35,7 +43,12 @@ class _Cache:
 
     def get(self, theta: Any) -> tuple[Any, Any] | None:
         for th, F, g in self.items:
-            if th is theta:
+            if th is theta or (
+                isinstance(th, tuple)
+                and isinstance(theta, tuple)
+                and th[0] is theta[0]
+                and _same_time(th[1], theta[1])
+            ):
                 return F, g
         return None
 
@@ -101,15 +114,25 @@ class NumericField:
             )
         return self._compiled[key]
 
-    def loss_and_grad(self, theta: Any) -> tuple[Any, Any]:
-        """F(θ), ∇F(θ), from the cache when θ is the same array as a recent call."""
-        hit = self._cache.get(theta)
+    def loss_and_grad(self, theta: Any, t: Any = None) -> tuple[Any, Any]:
+        """F(θ), ∇F(θ), from the cache when θ is the same array as a recent call.
+
+        A time-dependent objective (``objective.time_dependent``, e.g. streamed data) is
+        called as ``value_and_grad(theta, t)`` and cached by θ and t."""
+        timed = getattr(self.objective, "time_dependent", False)
+        key = (theta, t) if timed else theta
+        hit = self._cache.get(key)
         if hit is not None:
             return hit
-        F, g = self.objective.value_and_grad(theta)
+        if timed:
+            if t is None:
+                raise ValueError("a time-dependent objective needs the time t")
+            F, g = self.objective.value_and_grad(theta, t)
+        else:
+            F, g = self.objective.value_and_grad(theta)
         self._count[0] += 1
         self._count[1] += theta.shape[0]
-        self._cache.put(theta, F, g)
+        self._cache.put(key, F, g)
         return F, g
 
     @property
@@ -148,7 +171,7 @@ class NumericField:
     ) -> Any:
         F = g = None
         if fn.needs_loss or fn.needs_grad:
-            F, g = self.loss_and_grad(x[self.position[0]])
+            F, g = self.loss_and_grad(x[self.position[0]], t)
             if precondition and self.system.metric is not None and g is not None:
                 g = self._preconditioned(x[self.position[0]], g)
         if extra:

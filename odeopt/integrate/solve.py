@@ -334,7 +334,7 @@ class _Run:
         return self.ops.index(np.asarray(rows, dtype=np.int64))
 
     def snapshot(self, x: Mapping[str, Any], t: Any, field: NumericField) -> tuple[Any, Any, Any]:
-        F, g = field.loss_and_grad(x[self.position])
+        F, g = field.loss_and_grad(x[self.position], t)
         H = field.energy(dict(x), t)[:, 0]
         return H, F, (g * g).sum(-1) ** 0.5
 
@@ -374,7 +374,7 @@ class _Run:
     def event_values(
         self, ev: Event, x: Mapping[str, Any], t: Any, field: NumericField
     ) -> np.ndarray:
-        F = field.loss_and_grad(x[self.position])[0] if ev.needs_loss(self.system) else None
+        F = field.loss_and_grad(x[self.position], t)[0] if ev.needs_loss(self.system) else None
         m = next(iter(x.values())).shape[0]
         if not isinstance(ev.fn, sp.Expr):  # a callable sees t as one value per row, (m,)
             tt = np.asarray(self.ops.np(t) if hasattr(t, "shape") else t, dtype=float)
@@ -510,7 +510,7 @@ class _Run:
     def check_convergence(self, xn: dict[str, Any], t_new: Any) -> dict[str, Any]:
         if self.gtol is None or len(self.active) == 0:
             return xn
-        _, g = self.field.loss_and_grad(xn[self.position])
+        _, g = self.field.loss_and_grad(xn[self.position], t_new)
         conv = self.ops.np((g * g).sum(-1) ** 0.5) < self.gtol
         if conv.any():
             idx = self.ops.index(conv)
@@ -612,7 +612,7 @@ class _Run:
                     self.x = ops.take(self.x, keep)
                     t, h = t[~bad], h[~bad]
                 if self.gtol is not None and len(self.active):
-                    _, g = self.field.loss_and_grad(self.x[self.position])
+                    _, g = self.field.loss_and_grad(self.x[self.position], ops.column(t))
                     conv = ops.np((g * g).sum(-1) ** 0.5) < self.gtol
                     if conv.any():
                         idx = ops.index(conv)
@@ -722,7 +722,7 @@ def _scipy_event(
     def efn(t: float, y: np.ndarray) -> float:
         blocks = y.reshape(len(names), m, n)
         xs = {b: blocks[i] for i, b in enumerate(names)}
-        F = field.loss_and_grad(xs[run.position])[0] if ev.needs_loss(run.system) else None
+        F = field.loss_and_grad(xs[run.position], t)[0] if ev.needs_loss(run.system) else None
         return float(np.asarray(ev.values(run.system, "numpy", xs, F, t, params)).reshape(-1)[0])
 
     efn.terminal = True  # type: ignore[attr-defined]

@@ -9,7 +9,7 @@ Every problem is a :class:`Problem`: ``value(θ)``, ``grad(θ)`` and ``value_and
   :func:`rastrigin`, :func:`himmelblau`, :func:`beale`.
 * One-neuron networks: :func:`one_neuron`, :func:`poly_two` … :func:`poly_five`.
 * Your own: :func:`from_functions`, :func:`torch_module`; built on it: :func:`digits_mlp`,
-  :func:`blobs` (Massaroli's two Gaussian blobs).
+  :func:`blobs` (Massaroli's two Gaussian blobs); data arriving over time: :func:`streamed`.
 """
 
 from .base import CriticalPoint, CriticalPointsUnavailable, Minimum, Problem
@@ -17,6 +17,7 @@ from .callables import from_functions
 from .functions import ackley, beale, himmelblau, rastrigin, rosenbrock, zakharov
 from .networks import one_neuron, poly_five, poly_four, poly_three, poly_two
 from .quadratics import least_squares, quadratic, random_least_squares
+from .streamed import Streamed, streamed
 from .torch_module import blobs, digits_mlp, torch_module
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "CriticalPointsUnavailable",
     "Minimum",
     "Problem",
+    "Streamed",
     "ackley",
     "beale",
     "blobs",
@@ -40,6 +42,7 @@ __all__ = [
     "random_least_squares",
     "rastrigin",
     "rosenbrock",
+    "streamed",
     "torch_module",
     "zakharov",
 ]
