@@ -574,3 +574,82 @@ def test_massaroli_streamed_mode_learns_with_h_decreasing_within_each_window() -
     assert np.any(np.diff(E)[~same] > 1e-3)  # new data: the energy jumps up
     with pytest.raises(ValueError, match="period"):
         problems.streamed(pb, batch_size=10, period=0.0)
+
+
+# ---------------------------------------------------------------- review regressions
+def test_step_controlled_export_regressions(digits) -> None:
+    X, y, model = digits
+    # time advances by the step taken (h = lr·scale), not by lr
+    scheme = oo.schemes.EnergyDecrease("symplectic_euler", rate_at="new")
+    rule = oo.discretize(zoo.nesterov(), scheme)
+    assert len(rule.evaluations) == 2  # θ and the trial point, each once
+    Opt = rule.to_torch()
+    m = copy.deepcopy(model)
+    opt = Opt(m.parameters(), lr=0.01)
+    taken, accepted = 0.0, 0
+    for _ in range(40):
+        before = opt.state["odeopt"].get("h_scale", 1.0) if opt.state else 1.0
+        rejected = opt.state["odeopt"].get("rejected", 0) if opt.state else 0
+        _run(opt, m, X, y, 1)
+        if opt.state["odeopt"].get("rejected", 0) == rejected:
+            taken += 0.01 * before
+            accepted += 1
+    t = next(iter(opt.state[q] for q in m.parameters()))["t"]
+    assert accepted >= 2 and taken != pytest.approx(0.01 * accepted)
+    assert t == pytest.approx(taken, rel=1e-12)
+    # all groups must agree on what the acceptance test uses
+    m2 = copy.deepcopy(model)
+    params = list(m2.parameters())
+    HB = oo.discretize(zoo.heavy_ball(), scheme).to_torch()
+    two = HB([{"params": params[:2]}, {"params": params[2:], "mass": 50.0}], lr=0.1)
+    with pytest.raises(ValueError, match="same lr, mass, friction"):
+        _run(two, m2, X, y, 1)
+    # h_max bounds the step; a zero gradient (every step accepted) cannot make it inf
+    GF = oo.discretize(zoo.gradient_flow(), oo.schemes.EnergyDecrease("euler", h_max=0.2))
+    w = torch.nn.Parameter(torch.tensor([1.0, -2.0], dtype=torch.float64))
+    opt = GF.to_torch()([w], lr=0.1)
+
+    def flat():
+        opt.zero_grad()
+        loss = 0.0 * (w**2).sum() + 1.0
+        loss.backward()
+        return loss
+
+    for _ in range(5):
+        opt.step(flat)
+    assert opt.state["odeopt"]["h_scale"] * 0.1 <= 0.2 + 1e-15
+
+    def bowl():
+        opt.zero_grad()
+        loss = (w**2).sum()
+        loss.backward()
+        return loss
+
+    for _ in range(40):
+        opt.step(bowl)
+    assert float((w**2).sum()) < 1e-3
+
+
+def test_ecdsep_log_energy_may_be_negative() -> None:
+    Opt = oo.discretize(zoo.ecdsep(), "symplectic_euler").to_torch()
+    th = torch.nn.Parameter(torch.tensor([0.3, 0.2], dtype=torch.float64))
+    opt = Opt([th], lr=0.1, noise=0.0)
+
+    def closure():
+        opt.zero_grad()
+        F = 2 * (th**2).sum()
+        F.backward()
+        return F
+
+    for _ in range(20):
+        opt.step(closure)
+    assert opt.state["odeopt"]["E"] < 0  # log(0.26·2) + log(1 + 1) < 0 … and it ran
+    assert float((th**2).sum()) < 0.13
+
+
+def test_switches_refuse_continuous_solvers() -> None:
+    pb = problems.quadratic(2)
+    with pytest.raises(ValueError, match="fixed-step scheme"):
+        oo.integrate(
+            zoo.braking(goal=0.5), pb, {"theta": np.ones((1, 2))}, t_span=(0, 1), scheme="rk45"
+        )

@@ -236,7 +236,10 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
     from ..schemes.adaptive import EnergyDecrease, StepController
 
     controlled = program.error is not None
-    energy_test = isinstance(rule.scheme, EnergyDecrease)
+    from ..schemes.base import Projected
+
+    base = rule.scheme.inner if isinstance(rule.scheme, Projected) else rule.scheme
+    energy_test = isinstance(base, EnergyDecrease)
     ctrl = getattr(rule.scheme, "controller", None)
     if (
         controlled
@@ -387,7 +390,7 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
                 scalars[sym] = rname
                 sq += sym
             err = sp.sqrt(sq) / sp.Float(ctrl.atol)
-            stages.append(("accept", err, rule.scheme.error_order))
+            stages.append(("accept", err, base.error_order))
     prepared = {b: prepare(e) for b, e in program.outputs.items()}
     o0, s0 = len(lin.ops), len(stage_scalars)
     for b in state_blocks:
@@ -533,6 +536,9 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
     if controlled:
         src.append(f"SHRINK, GROW = {float(ctrl.shrink)!r}, {min(float(ctrl.grow), 1e300)!r}")
         src.append(f"SAFETY = {float(getattr(ctrl, 'safety', 1.0))!r}")
+        h_max = min(float(getattr(ctrl, "h_max", float("inf"))), 1e300)
+        src.append(f"H_MIN, H_MAX = {float(getattr(ctrl, 'h_min', 0.0))!r}, {h_max!r}")
+    src.append(f"PARAMETER_KEYS = {list(keywords.values())!r}")
     src.append(_RUNTIME)
     if sys_.switches:
         src += _switch_function(sys_, keywords, printer)
@@ -752,9 +758,11 @@ def _level_set_start(
         '        _gsq += _total([g * g for g in G["g"]])',
         "    _gsq = _reduce_global(_gsq, process_group)",
         f"    E = {printer.doprint(E0)}",
-        "    if not (math.isfinite(E) and E > 0):",
+        f"    if not (math.isfinite(E) and {'E > 0' if ls.spec.positive else 'True'}):",
         "        raise FloatingPointError(",
-        '            f"the stored energy E = {E} must be positive and finite "',
+        '            f"the stored energy E = {E} must be '
+        + ("positive and " if ls.spec.positive else "")
+        + 'finite "',
         f'            f"({E0} at the start)")',
         f"    _c = {printer.doprint(c)}",
         "    for G in groups:",
@@ -1062,9 +1070,13 @@ _CLASS_TEMPLATE = '''class {cls}(Optimizer):
         # state shared by all groups (the stored energy, switches), kept in state_dict
         glob = self.state["odeopt"] if LEVEL_SET or SWITCHES or CONTROLLED else None
         if CONTROLLED:
-            glob.setdefault("h_scale", 1.0)
-            if len({{G["lr"] for G in groups}}) > 1:
-                raise ValueError("an energy-controlled rule takes one lr for all param groups")
+            glob.setdefault("h_scale", min(1.0, H_MAX / float(groups[0]["lr"])))
+            keys = ["lr", *PARAMETER_KEYS]
+            if any(G[k] != groups[0][k] for G in groups for k in keys):
+                raise ValueError(
+                    "a step-controlled rule tests the whole step at once: all param groups need "
+                    f"the same {{', '.join(keys)}}")
+            h_used = glob["h_scale"]
         V = F
         if DOMAIN:
             V = _domain(self.param_groups, F, glob, self.adaptive_shift)
@@ -1092,8 +1104,10 @@ _CLASS_TEMPLATE = '''class {cls}(Optimizer):
                 raise FloatingPointError(
                     str(exc) + "; pass skip_nonfinite=True to skip such steps")
             accepted, fac = False, SHRINK  # a trial step whose loss overflows is rejected
-        if CONTROLLED:  # grow after an acceptance, shrink after a rejection
-            glob["h_scale"] *= fac
+        if CONTROLLED:  # grow after an acceptance, shrink after a rejection, within bounds
+            lr0 = float(groups[0]["lr"])
+            scale = min(max(h_used * fac, H_MIN / lr0), H_MAX / lr0)
+            glob["h_scale"] = scale if math.isfinite(scale) and scale > 0 else h_used
             if not accepted:
                 glob["rejected"] = glob.get("rejected", 0) + 1
                 return loss
@@ -1104,7 +1118,7 @@ _CLASS_TEMPLATE = '''class {cls}(Optimizer):
                 state = self.state[p]
                 state["step"] += 1
                 if USES_TIME:
-                    state["t"] = G["t"] + G["lr"]
+                    state["t"] = G["t"] + G["lr"] * (h_used if CONTROLLED else 1.0)
                 for b, values in new:
                     state[b] = values[k]
         if LEVEL_SET:

@@ -889,6 +889,12 @@ def integrate(
     B = ref.shape[0]
     p = _prepare_params(system, params, B, backend, ref)
     if system.switches:
+        if backend in ("scipy", "torchdiffeq"):
+            raise ValueError(
+                f"{system.name} switches parameters at an event located per trajectory; "
+                "integrate it with an odeopt fixed-step scheme (e.g. 'rk4'), not a "
+                f"{backend} solver"
+            )
         p, switch_events = _switches(system, problem, x, p, backend)
         events = [*events, *switch_events]
     ls = system.level_set

@@ -162,6 +162,8 @@ class Projected(Scheme):
         self.adaptive = inner.adaptive
         self.error_order = inner.error_order
         self.implicit = inner.implicit
+        if hasattr(inner, "controller"):
+            self.controller = inner.controller
 
     def step(self, f: Field, x: State, t: Any, h: Any) -> Step:
         return self.inner.step(f, f.project(x, t), t, h)

@@ -79,6 +79,7 @@ class SymbolicField:
         self.energy_blocks = tuple(b.name for b in system.blocks)
         self._blocks = {b.name: b for b in system.all_blocks}
         self.instructions: list[Assignment | Evaluation] = []
+        self._names: dict[tuple[str, sp.Expr], Block] = {}
         self._losses: dict[Block, Loss] = {}
         self._counter: dict[str, int] = {}
         self._loss_symbols: set[sp.Symbol] = set()
@@ -102,9 +103,12 @@ class SymbolicField:
             value = sp.sympify(value)
             if isinstance(value, Block):
                 named[b] = value
+            elif (b, value) in self._names:  # the same value again: the same name
+                named[b] = self._names[(b, value)]
             else:
                 target = self._fresh(b)
                 self.instructions.append(Assignment(target, value))
+                self._names[(b, value)] = target
                 named[b] = target
         return named
 

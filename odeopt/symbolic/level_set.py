@@ -71,6 +71,7 @@ class EnergyLevel:
     domain: Any = None
     shift: Any = None
     bounce: str | None = None
+    positive: bool = True
 
 
 class LevelSet:
@@ -84,7 +85,12 @@ class LevelSet:
         if not spec.tol >= 0:
             raise StructureError(f"energy_level: tol must be ≥ 0, got {spec.tol}")
         self.spec = spec
-        self.E = sp.Symbol(spec.symbol, positive=True)
+        # E > 0 (BBI, Ruthless) lets sympy take √(E²) = E; a log-energy (ECDSep) is real
+        self.E = (
+            sp.Symbol(spec.symbol, positive=True)
+            if spec.positive
+            else sp.Symbol(spec.symbol, real=True)
+        )
         p = spec.momentum
         self.S: Reduction = sqnorm(p)
         if self.S not in hamiltonian.free_symbols:

@@ -115,5 +115,6 @@ def ecdsep(
             domain=V,
             shift=F0,
             bounce="gaussian",
+            positive=False,
         ),
     )
