@@ -11,7 +11,8 @@ cells = [
         "definition: its energy verdict, a batched integration, an exported optimizer."
     ),
     nbf.v4.new_code_cell(
-        "import numpy as np\nimport torch\nimport odeopt as oo\nfrom odeopt import problems, zoo\n\n"
+        "import numpy as np\nimport torch\nimport odeopt as oo\n"
+        "from odeopt import problems, zoo\n\n"
         "for name in zoo.names():\n"
         "    b = zoo.get(name).energy_balance()\n"
         "    print(f'{name:20s} {b.verdict:13s} dH/dt = {b.rate}')"
