@@ -687,3 +687,16 @@ def test_with_bounces_and_rescaling_each_step_starts_on_h_equals_e(digits, name)
         value = float(H({"theta": th, "p": p}, F, **{key: -0.1, "E": E})[0])
         assert abs(value - E) <= 1e-10 * max(1.0, abs(E))
     assert opt.state["odeopt"].get("bounces_made", 0) > 0 or name == "ecdsep"
+
+
+def test_bbi_with_g_of_v_exports_and_trains(digits) -> None:
+    """g(V) = V²: the level-set field −(E/V + V³/E)∇F (simplified where V > 0) exports."""
+    system = zoo.bbi(eta=2.0)
+    V = system.loss - system.parameter("delta_v").symbol
+    E = system.level_set.E
+    assert sp.simplify(system.vector_field["p"] + system.loss.grad * (E / V + V**3 / E)) == 0
+    X, y, model = digits
+    Opt = oo.discretize(system, "symplectic_euler").to_torch()
+    m = copy.deepcopy(model)
+    _, losses = _run(Opt(m.parameters(), lr=0.05, delta_v=-0.1), m, X, y, 200)
+    assert np.all(np.isfinite(losses)) and losses[-1] < 0.7 * losses[0]

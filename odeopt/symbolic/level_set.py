@@ -26,7 +26,7 @@ from typing import Any
 import sympy as sp
 
 from ..errors import StructureError
-from .language import Block, Reduction, sqnorm
+from .language import Block, Loss, Reduction, sqnorm
 
 __all__ = ["EnergyLevel", "LevelSet"]
 
@@ -103,6 +103,7 @@ class LevelSet:
                 f"energy_level: H depends on {p} other than through |{p}|²; the projection "
                 "p ← r·p needs H(θ, |p|²)"
             )
+        self.domain = None if spec.domain is None else sp.sympify(spec.domain)
         s = sp.Symbol("S_", nonnegative=True)
         sols = sp.solve(sp.Eq(hamiltonian.xreplace({self.S: s}), self.E), s)
         if len(sols) != 1:
@@ -110,7 +111,7 @@ class LevelSet:
                 f"energy_level: H = E has {len(sols)} solutions for |{p}|² ({sols}); one is needed"
             )
         # partial fractions in E keep V = F − ΔV unexpanded (E²/V − V, not (E² − V²)/V)
-        self.surface: sp.Expr = _tidy(sols[0], self.E)
+        self.surface: sp.Expr = self._tidy(sols[0])
         target = self.surface
         S = self.S
         tol = sp.Float(spec.tol)
@@ -123,7 +124,6 @@ class LevelSet:
             raise StructureError(
                 f"energy_level: bounce is None, 'uniform' or 'gaussian'; got {spec.bounce!r}"
             )
-        self.domain = None if spec.domain is None else sp.sympify(spec.domain)
         self.shift = spec.shift
         if self.shift is not None and (
             self.domain is None or self.shift not in self.domain.free_symbols
@@ -138,7 +138,20 @@ class LevelSet:
     def on_surface(self, expr: sp.Expr) -> sp.Expr:
         """``expr`` with |p|² replaced by S*(E), simplified (E > 0) and split into partial
         fractions in E (BBI: −½(E/V + V/E)g, the form of §6)."""
-        return _tidy(sp.sympify(expr).xreplace({self.S: self.surface}), self.E)
+        return self._tidy(sp.sympify(expr).xreplace({self.S: self.surface}))
+
+    def _tidy(self, expr: sp.Expr) -> sp.Expr:
+        """:func:`_tidy`, simplifying where the domain value is positive (V > 0: √(V²) = V,
+        no Abs or Piecewise), then written back in F."""
+        expr = sp.sympify(expr)
+        if self.domain is not None:
+            losses = [s for s in self.domain.free_symbols if isinstance(s, Loss)]
+            v = sp.Symbol("V_", positive=True)
+            sol = sp.solve(sp.Eq(self.domain, v), losses[0]) if len(losses) == 1 else []
+            if len(sol) == 1:
+                inner = _tidy(expr.xreplace({losses[0]: sol[0]}), self.E)
+                return _tidy(inner.xreplace({v: self.domain}), self.E)
+        return _tidy(expr, self.E)
 
     def start_coefficient(self, grad_sqnorm: sp.Expr, energy: sp.Expr) -> sp.Expr:
         """c in p₀ = −c·∇F: c = √(S*(E₀)/|∇F|²), and 0 when ∇F = 0 or S*(E₀) ≤ 0."""
