@@ -555,6 +555,14 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
             + (f", and with adaptive_shift {shift} is lowered by 5|value|." if shift else ".")
             + '"""',
             "    G0 = param_groups[0]",
+        ]
+        for kw in sorted(keywords[s] for s in ls.domain.free_symbols if s in keywords):
+            src += [
+                f"    if any(G[{kw!r}] != G0[{kw!r}] for G in param_groups):",
+                f'        raise ValueError("the domain V = {ls.domain} is global: all param '
+                f'groups need the same {kw}")',
+            ]
+        src += [
             f"    value = {dom}",
             "    if value > 1e-40:",
             "        return value",

@@ -14,6 +14,9 @@ def rmsprop(decay: float = 0.1, eps: float = 1e-8) -> PortHamiltonian:
 
     As a pH system: H = F, J = 0, R = [1/(√s + ε)] per coordinate, so
     dH/dt = −Σ g²/(√s + ε) ≤ 0 wherever s ≥ 0 (which s' keeps from s₀ ≥ 0).
+    An exported optimizer starts with s = 0: use a scheme that updates s before θ
+    (``symplectic_euler``, as torch's RMSprop does); a stage that moves θ with s = 0 divides
+    by ε (multi-stage schemes: the first stage's loss is then non-finite and the step raises).
     """
     theta, s = blocks("theta s")
     b = parameters("beta_bar", positive=True)
