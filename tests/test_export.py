@@ -12,21 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import load_digits
 
 import odeopt as oo
 from odeopt import problems, zoo
 from odeopt.cli import main as cli
-
-
-@pytest.fixture(scope="module")
-def digits() -> tuple[torch.Tensor, torch.Tensor, torch.nn.Module]:
-    X, y = load_digits(return_X_y=True)
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(
-        torch.nn.Linear(64, 32), torch.nn.Tanh(), torch.nn.Linear(32, 10)
-    ).double()
-    return torch.tensor(X[:300] / 16.0), torch.tensor(y[:300]), model
 
 
 def _train(make, model, X, y, steps=200, closure=False, stop_at=None, opt=None):

@@ -9,20 +9,9 @@ import numpy as np
 import pytest
 import sympy as sp
 import torch
-from sklearn.datasets import load_digits
 
 import odeopt as oo
 from odeopt import problems, zoo
-
-
-@pytest.fixture(scope="module")
-def digits() -> tuple[torch.Tensor, torch.Tensor, torch.nn.Module]:
-    X, y = load_digits(return_X_y=True)
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(
-        torch.nn.Linear(64, 32), torch.nn.Tanh(), torch.nn.Linear(32, 10)
-    ).double()
-    return torch.tensor(X[:300] / 16.0), torch.tensor(y[:300]), model
 
 
 def _run(opt, model, X, y, steps, on_step=None):
