@@ -910,9 +910,10 @@ def _sqnorm(tensors, process_group):
 
 def _draw(kind, m, gen):
     dtype = m.dtype if m.dtype in (torch.float32, torch.float64) else torch.float32
-    z = (torch.rand if kind == "uniform" else torch.randn)(
-        m.shape, generator=gen, dtype=dtype, device=m.device)
-    return z.sub_(0.5) if kind == "uniform" else z
+    z = torch.empty(m.shape, dtype=dtype, device=m.device)
+    if kind == "uniform":
+        return z.uniform_(-0.5, 0.5, generator=gen)
+    return z.normal_(generator=gen)
 
 
 def _bounce_uniform(moms, glob, seed, process_group):
@@ -940,8 +941,8 @@ def _bounce_gaussian(moms, glob, seed, nu, process_group):
     if old <= 0:
         return
     r = math.sqrt(old)
-    for m, zi in zip(moms, z):
-        m.div_(r).add_(zi.to(m.dtype), alpha=nu)
+    for m, zi in zip(moms, z):  # p/r + νz, scaled by r (normalised next: same direction)
+        m.add_(zi.to(m.dtype), alpha=nu * r)
     n = math.sqrt(_sqnorm(moms, process_group))
     for m in moms:
         m.mul_(r / n)
