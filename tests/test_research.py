@@ -689,3 +689,15 @@ def test_bbi_with_g_of_v_exports_and_trains(digits) -> None:
     m = copy.deepcopy(model)
     _, losses = _run(Opt(m.parameters(), lr=0.05, delta_v=-0.1), m, X, y, 200)
     assert np.all(np.isfinite(losses)) and losses[-1] < 0.7 * losses[0]
+
+
+def test_integration_stops_trajectories_that_leave_the_domain() -> None:
+    """BBI with ΔV above part of the landscape: a trajectory reaching V = F − ΔV ≤ 0 stops
+    with status "domain" and its last state inside (no NaN); one starting outside stops at t₀."""
+    pb = problems.quadratic(2)
+    x0 = np.array([[1.0, 1.0], [0.2, 0.1], [2.0, 0.0]])
+    tr = oo.integrate(zoo.bbi(delta_v=0.5), pb, {"theta": x0}, steps=200, h=0.05)
+    assert list(tr.status) == ["domain"] * 3 and tr.t_stop[1] == 0.0
+    assert np.all(np.isfinite(tr.loss)) and np.all(tr.loss[-1][[0, 2]] > 0.5)
+    ok = oo.integrate(zoo.bbi(delta_v=-0.1), pb, {"theta": x0}, steps=200, h=0.05)
+    assert set(ok.status) == {"ok"}

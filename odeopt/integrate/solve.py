@@ -319,6 +319,7 @@ class _Run:
         self.out = {b: self.ops.empty((saves, self.B, n)) for b in self.names}
         self.H, self.F, self.G = (self.ops.empty((saves, self.B)) for _ in range(3))
         self.status = np.full(self.B, "ok", dtype="<U9")
+        self._domain_fn: Any = None
         self.t_stop = np.full(self.B, np.nan)
         self.active = np.arange(self.B)
         self.all_active = True
@@ -507,6 +508,32 @@ class _Run:
             xn, x_old = self.ops.take(xn, keep), self.ops.take(x_old, keep)
         return x_old, xn
 
+    def check_domain(
+        self, x_old: dict[str, Any], xn: dict[str, Any], t_new: Any
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Stop rows that left a level set's domain (BBI: V = F − ΔV ≤ 1e-40) with status
+        ``"domain"`` and their last state inside: the field is not defined there."""
+        ls = self.system.level_set
+        if ls is None or ls.domain is None or len(self.active) == 0:
+            return x_old, xn
+        if self._domain_fn is None:
+            from ..symbolic.system import compiled_expression
+
+            self._domain_fn = compiled_expression(self.system, [], [ls.domain], self.backend)
+        F, _ = self.field.loss_and_grad(xn[self.position], t_new)
+        values = self.field.params
+        names = {p.name: p.symbol.name for p in self.system.parameters}
+        (v,) = self._domain_fn(dict(xn), F, None, t_new, **{names[k]: a for k, a in values.items()})
+        with np.errstate(invalid="ignore"):
+            bad = ~(self.ops.np(v).reshape(-1) > 1e-40)
+        if bad.any():
+            frozen = self.ops.take(x_old, self.ops.index(bad))
+            t_frozen = t_new if np.ndim(t_new) == 0 else t_new[self.ops.index(bad)]
+            t_at = t_new if np.ndim(t_new) == 0 else self.ops.np(t_new).reshape(-1)[bad]
+            keep = self.stop(bad, "domain", t_at, frozen, t_frozen)
+            xn, x_old = self.ops.take(xn, keep), self.ops.take(x_old, keep)
+        return x_old, xn
+
     def check_convergence(self, xn: dict[str, Any], t_new: Any) -> dict[str, Any]:
         if self.gtol is None or len(self.active) == 0:
             return xn
@@ -524,6 +551,7 @@ class _Run:
     def run_fixed(self, t0: float, h: float, n: int, save_at: Sequence[int], bar: Any) -> None:
         save_set = set(save_at)
         self.save(t0)
+        self.x = self.check_domain(self.x, self.x, t0)[1]  # a start outside stops at t₀
         tick = max(1, n // 200)
         for k in range(n):
             if len(self.active) == 0:
@@ -535,6 +563,7 @@ class _Run:
             self._solve_stats(st)
             xn = st.x
             x_old, xn = self.check_divergence(x_old, xn, t_new)
+            x_old, xn = self.check_domain(x_old, xn, t_new)
             if self.events and len(self.active):
                 x_old, xn = self.handle_events(x_old, xn, t_old, h, k)
             xn = self.check_convergence(xn, t_new)

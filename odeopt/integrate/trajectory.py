@@ -12,7 +12,7 @@ from .events import EventRecord
 
 __all__ = ["EnergyIncrease", "EnergyReport", "Trajectory"]
 
-STATUSES = ("ok", "converged", "diverged", "event")
+STATUSES = ("ok", "converged", "diverged", "event", "domain")
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,9 @@ class Trajectory:
 
     ``t`` (time,), ``traj[block]`` (time, batch, n), ``energy`` H, ``loss`` F and
     ``grad_norm`` |∇F|, each (time, batch); ``status`` per trajectory: ``"ok"`` (ran to the
-    end), ``"converged"`` (|∇F| < gtol), ``"diverged"`` (a value became non-finite or beyond
+    end), ``"converged"`` (|∇F| < gtol), ``"domain"`` (it left the domain of a level-set system,
+    e.g. BBI's V = F − ΔV ≤ 0; the last state inside is kept), ``"diverged"`` (a value became
+    non-finite or beyond
     the blow-up bound: stopped, its last finite state kept), ``"event"`` (stopped by a
     terminal event); ``t_stop`` the time of that (NaN for "ok"). A stopped trajectory keeps
     its stopping state at later saved times. ``events`` lists every event that fired.
