@@ -701,3 +701,57 @@ def test_integration_stops_trajectories_that_leave_the_domain() -> None:
     assert np.all(np.isfinite(tr.loss)) and np.all(tr.loss[-1][[0, 2]] > 0.5)
     ok = oo.integrate(zoo.bbi(delta_v=-0.1), pb, {"theta": x0}, steps=200, h=0.05)
     assert set(ok.status) == {"ok"}
+
+
+def test_second_review_regressions() -> None:
+    # the metric's cache is per time for a time-dependent objective
+    class Timed:
+        time_dependent = True
+        dim = 1
+
+        def value_and_grad(self, theta, t):
+            c = np.asarray(t, dtype=float).reshape(-1)[0]
+            return (c * theta**2).sum(-1), 2 * c * theta
+
+        def residuals(self, theta):
+            return np.asarray(theta)
+
+    from odeopt.integrate import NumericField
+
+    field = NumericField(zoo.levenberg_marquardt(mu=1.0), Timed(), {})
+    th = np.ones((1, 1))
+    a = field({"theta": th}, 0.5)["theta"]
+    b = field({"theta": th}, 1.5)["theta"]
+    np.testing.assert_allclose(b, 3 * a)
+    # switches read F(θ₀) at t₀ for streamed data
+    parts = [problems.quadratic(1), problems.quadratic(1, A=[[20.0]])]
+    st = problems.Streamed(parts, period=1.0)
+    tr = oo.integrate(
+        zoo.braking(k0=0.0, k1=5.0, goal=1.0),
+        st,
+        {"theta": np.array([[0.5]])},
+        t_span=(1.0, 1.05),
+        h=0.01,
+    )
+    free = oo.integrate(
+        zoo.heavy_ball(friction=0.0), st, {"theta": np.array([[0.5]])}, t_span=(1.0, 1.05), h=0.01
+    )
+    # F(θ₀, t₀) = 2.5 > goal: no switch at t₀, so still frictionless
+    np.testing.assert_allclose(tr.final["p"], free.final["p"], rtol=1e-12)
+    # an exported step-controlled rule bounds h by h_max even after lr grows
+    GF = oo.discretize(zoo.gradient_flow(), oo.schemes.EnergyDecrease("euler", h_max=0.2))
+    w = torch.nn.Parameter(torch.tensor([1.0, -2.0], dtype=torch.float64))
+    opt = GF.to_torch()([w], lr=0.1)
+
+    def closure():
+        opt.zero_grad()
+        loss = (w**2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    opt.param_groups[0]["lr"] = 1.0
+    before = w.detach().clone()
+    opt.step(closure)
+    step = (w.detach() - before).norm() / (2 * before.norm())
+    assert step <= 0.2 + 1e-12

@@ -1085,7 +1085,8 @@ _CLASS_TEMPLATE = '''class {cls}(Optimizer):
                 raise ValueError(
                     "a step-controlled rule tests the whole step at once: all param groups need "
                     f"the same {{', '.join(keys)}}")
-            h_used = glob["h_scale"]
+            lr0 = float(groups[0]["lr"])  # lr may have changed (a scheduler): bound h first
+            h_used = glob["h_scale"] = min(max(glob["h_scale"], H_MIN / lr0), H_MAX / lr0)
         V = F
         if DOMAIN:
             V = _domain(self.param_groups, F, glob, self.adaptive_shift)
@@ -1114,7 +1115,6 @@ _CLASS_TEMPLATE = '''class {cls}(Optimizer):
                     str(exc) + "; pass skip_nonfinite=True to skip such steps")
             accepted, fac = False, SHRINK  # a trial step whose loss overflows is rejected
         if CONTROLLED:  # grow after an acceptance, shrink after a rejection, within bounds
-            lr0 = float(groups[0]["lr"])
             scale = min(max(h_used * fac, H_MIN / lr0), H_MAX / lr0)
             glob["h_scale"] = scale if math.isfinite(scale) and scale > 0 else h_used
             if not accepted:

@@ -151,13 +151,15 @@ class NumericField:
         self._params = dict(values)
         self._by_symbol = {self._symbols[k]: v for k, v in self._params.items()}
 
-    def _preconditioned(self, theta: Any, g: Any) -> Any:
-        """P(θ)·∇F of the system's metric, cached for the same θ array."""
-        hit = self._pcache.get(theta)
+    def _preconditioned(self, theta: Any, g: Any, t: Any = None) -> Any:
+        """P(θ)·∇F of the system's metric, cached for the same θ array (and time, for a
+        time-dependent objective)."""
+        key = (theta, t) if getattr(self.objective, "time_dependent", False) else theta
+        hit = self._pcache.get(key)
         if hit is not None:
             return hit[1]
         Pg = self.system.metric.apply(self.objective, theta, g)
-        self._pcache.put(theta, None, Pg)
+        self._pcache.put(key, None, Pg)
         return Pg
 
     def _call(
@@ -173,7 +175,7 @@ class NumericField:
         if fn.needs_loss or fn.needs_grad:
             F, g = self.loss_and_grad(x[self.position[0]], t)
             if precondition and self.system.metric is not None and g is not None:
-                g = self._preconditioned(x[self.position[0]], g)
+                g = self._preconditioned(x[self.position[0]], g, t)
         if extra:
             x = {**x, **extra}
         args = [x[b] for b in fn.block_names]

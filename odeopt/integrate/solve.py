@@ -123,14 +123,23 @@ def _prepare_params(
 
 
 def _switches(
-    system: PortHamiltonian, problem: Any, x: dict[str, Any], p: dict[str, Any], backend: str
+    system: PortHamiltonian,
+    problem: Any,
+    x: dict[str, Any],
+    p: dict[str, Any],
+    backend: str,
+    t0: float = 0.0,
 ) -> tuple[dict[str, Any], list[Event]]:
     """A system's switches as events (F − goal crossed from above, once per trajectory).
 
     A relative goal (F ≤ r·F(θ₀)) becomes the absolute per-trajectory goal r·F(θ₀), and a
     trajectory that starts at or below its goal takes the new values from t₀ on."""
     assert system.loss is not None
-    F0, _ = problem.value_and_grad(x[system.loss.block.name])
+    theta0 = x[system.loss.block.name]
+    if getattr(problem, "time_dependent", False):
+        F0, _ = problem.value_and_grad(theta0, t0)
+    else:
+        F0, _ = problem.value_and_grad(theta0)
     F0 = np.asarray(F0.detach().cpu() if _is_torch(F0) else F0, dtype=float)
     names = {pr.symbol: pr.name for pr in system.parameters}
     p = dict(p)
@@ -512,7 +521,8 @@ class _Run:
         self, x_old: dict[str, Any], xn: dict[str, Any], t_new: Any
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Stop rows that left a level set's domain (BBI: V = F − ΔV ≤ 1e-40) with status
-        ``"domain"`` and their last state inside: the field is not defined there."""
+        ``"domain"`` and their last state inside: the field is not defined there. Fixed-step
+        schemes only: adaptive schemes and solvers shrink their step near V = 0 instead."""
         ls = self.system.level_set
         if ls is None or ls.domain is None or len(self.active) == 0:
             return x_old, xn
@@ -924,7 +934,8 @@ def integrate(
                 "integrate it with an odeopt fixed-step scheme (e.g. 'rk4'), not a "
                 f"{backend} solver"
             )
-        p, switch_events = _switches(system, problem, x, p, backend)
+        t_start = float(t_span[0]) if t_span is not None else 0.0
+        p, switch_events = _switches(system, problem, x, p, backend, t_start)
         events = [*events, *switch_events]
     ls = system.level_set
     if ls is not None and ls.spec.symbol not in p:

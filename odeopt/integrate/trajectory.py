@@ -78,7 +78,8 @@ class Trajectory:
     ``t`` (time,), ``traj[block]`` (time, batch, n), ``energy`` H, ``loss`` F and
     ``grad_norm`` |∇F|, each (time, batch); ``status`` per trajectory: ``"ok"`` (ran to the
     end), ``"converged"`` (|∇F| < gtol), ``"domain"`` (it left the domain of a level-set system,
-    e.g. BBI's V = F − ΔV ≤ 0; the last state inside is kept), ``"diverged"`` (a value became
+    e.g. BBI's V = F − ΔV ≤ 0, with a fixed-step scheme; the last state inside is kept),
+    ``"diverged"`` (a value became
     non-finite or beyond
     the blow-up bound: stopped, its last finite state kept), ``"event"`` (stopped by a
     terminal event); ``t_stop`` the time of that (NaN for "ok"). A stopped trajectory keeps

@@ -17,7 +17,9 @@ class Streamed:
     ``value_and_grad(theta, t)`` takes t as a scalar or one time per row (shape (batch,) or
     (batch, 1)); :func:`odeopt.integrate` passes it (the objective is ``time_dependent``).
     Within one period the system is the batch one, so its energy balance holds there; at the
-    switching times H jumps with the data.
+    switching times H jumps with the data. The objective is discontinuous in t there: a
+    multi-stage scheme whose stages straddle a switch is first-order across it (the data of
+    t = k·period are the k-th part's).
     """
 
     time_dependent = True
