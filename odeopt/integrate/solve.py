@@ -509,11 +509,17 @@ class _Run:
         if sq <= self.blowup * self.blowup:  # False for NaN
             return x_old, xn
         bad = self.rows_bad(xn)
+        return self._stop_rows(bad, "diverged", x_old, xn, t_new)
+
+    def _stop_rows(
+        self, bad: np.ndarray, status: str, x_old: dict[str, Any], xn: dict[str, Any], t_new: Any
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Stop rows ``bad`` of a step to t_new with ``status``, keeping their state x_old."""
         if bad.any():
             frozen = self.ops.take(x_old, self.ops.index(bad))
             t_frozen = t_new if np.ndim(t_new) == 0 else t_new[self.ops.index(bad)]
             t_at = t_new if np.ndim(t_new) == 0 else self.ops.np(t_new).reshape(-1)[bad]
-            keep = self.stop(bad, "diverged", t_at, frozen, t_frozen)
+            keep = self.stop(bad, status, t_at, frozen, t_frozen)
             xn, x_old = self.ops.take(xn, keep), self.ops.take(x_old, keep)
         return x_old, xn
 
@@ -536,13 +542,7 @@ class _Run:
         (v,) = self._domain_fn(dict(xn), F, None, t_new, **{names[k]: a for k, a in values.items()})
         with np.errstate(invalid="ignore"):
             bad = ~(self.ops.np(v).reshape(-1) > 1e-40)
-        if bad.any():
-            frozen = self.ops.take(x_old, self.ops.index(bad))
-            t_frozen = t_new if np.ndim(t_new) == 0 else t_new[self.ops.index(bad)]
-            t_at = t_new if np.ndim(t_new) == 0 else self.ops.np(t_new).reshape(-1)[bad]
-            keep = self.stop(bad, "domain", t_at, frozen, t_frozen)
-            xn, x_old = self.ops.take(xn, keep), self.ops.take(x_old, keep)
-        return x_old, xn
+        return self._stop_rows(bad, "domain", x_old, xn, t_new)
 
     def check_convergence(self, xn: dict[str, Any], t_new: Any) -> dict[str, Any]:
         if self.gtol is None or len(self.active) == 0:
