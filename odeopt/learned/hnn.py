@@ -1,0 +1,216 @@
+"""The learned port-Hamiltonian optimizer of Timofeev, Afonin & Liu (seed 002, ALGORITHMS.md §4).
+
+A coordinate-wise meta-learned optimizer. Every parameter entry carries its own copy of a small
+port-Hamiltonian cell whose coordinate q is the (preprocessed) gradient and whose momentum p is
+the optimizer's previous output. One optimizer step evaluates the cell's vector field once
+(no integration, as in the original) and reads the update from it:
+
+    q = pre(g),   p = pre(p_prev)
+    q̇ = M⁻¹p − D_q,   ṗ = −V(q) − D_p + G(q),   [D_q; D_p] = D·[V(q); M⁻¹p]
+    p_next = A·[q̇; ṗ] + a            (a linear map with bias, to one number per entry)
+    u = B·[q̇; q]                      (a linear map without bias, to one number per entry)
+    θ ← θ + out_mul·u
+
+G and V are MLPs d → d → d (ReLU); V outputs ∂H/∂q directly. M⁻¹ = LᵀL.
+
+Two deliberate departures from the authors' code, both for the port-Hamiltonian structure:
+
+* D = KKᵀ is positive semidefinite (the original's D is an unconstrained linear map), and
+* D acts on ∇H = [V(q); M⁻¹p] (the original feeds it [V(q); p]).
+
+With them, and d = 1 (where V is the derivative of Φ(q) = ∫₀^q V, so H exists),
+H(q, p) = ½pᵀM⁻¹p + Φ(q) and the cell is the pH system ẋ = (J − D)∇H + [0; 1]·G(q) with J
+canonical, whose balance is
+
+    dH/dt = −∇HᵀD∇H + yᵀG(q),   y = M⁻¹p,
+
+proved symbolically by :meth:`HamiltonianCell.to_system` (odeopt's language, with the trained
+weights) and checked numerically by :meth:`HamiltonianCell.balance`. For d = 2 (LogAndSign
+preprocessing) V need not be a gradient field, so no H is claimed there.
+
+Parameter counts: 18 for d = 1 and 53 for d = 2 (the original's 19 and 55 include L's bias,
+which its forward never uses).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["HNNOptimizerNet", "HamiltonianCell", "LogSign"]
+
+
+class LogSign(nn.Module):
+    """Andrychowicz et al.'s preprocessing of one number per entry into two:
+
+    x ↦ (log|x|/P, sign x)   if |x| ≥ e^{−P},     x ↦ (−1, e^P·x)   otherwise.
+    """
+
+    def __init__(self, P: float = 10.0) -> None:
+        super().__init__()
+        if not P > 0:
+            raise ValueError(f"LogSign: P must be positive, got {P}")
+        self.P = float(P)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = x.abs()
+        big = a >= math.exp(-self.P)
+        tiny = torch.finfo(x.dtype).tiny
+        first = torch.where(big, torch.log(a.clamp_min(tiny)) / self.P, -torch.ones_like(x))
+        second = torch.where(big, torch.sign(x), math.exp(self.P) * x)
+        return torch.cat([first, second], dim=-1)
+
+
+def _mlp(d: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, d))
+
+
+class HamiltonianCell(nn.Module):
+    """The learned pH cell (module docstring): ``forward(q, p) → (q̇, ṗ)``, rows are entries.
+
+    q̇ = M⁻¹p − D_q,  ṗ = −V(q) − D_p + G(q),  [D_q; D_p] = D·[V(q); M⁻¹p],
+    M⁻¹ = LᵀL,  D = KKᵀ.
+    """
+
+    def __init__(self, dim: int = 1) -> None:
+        super().__init__()
+        if dim not in (1, 2):
+            raise ValueError(
+                f"HamiltonianCell: dim must be 1 (raw gradient) or 2 (LogSign), got {dim}"
+            )
+        self.dim = dim
+        self.G = _mlp(dim)
+        self.V = _mlp(dim)
+        self.L = nn.Linear(dim, dim, bias=False)
+        self.K = nn.Linear(2 * dim, 2 * dim, bias=False)
+
+    def inverse_mass(self) -> torch.Tensor:
+        """M⁻¹ = LᵀL (symmetric positive semidefinite)."""
+        L = self.L.weight
+        return L.T @ L
+
+    def dissipation(self) -> torch.Tensor:
+        """D = KKᵀ (symmetric positive semidefinite)."""
+        K = self.K.weight
+        return K @ K.T
+
+    def grad_h(self, q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        """∇H = [V(q); M⁻¹p] (rows are entries)."""
+        return torch.cat([self.V(q), p @ self.inverse_mass()], dim=-1)
+
+    def forward(self, q: torch.Tensor, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        d = self.dim
+        dh = self.grad_h(q, p)
+        damp = dh @ self.dissipation()  # D symmetric: (D∇H)ᵀ row-wise
+        qdot = dh[..., d:] - damp[..., :d]
+        pdot = -dh[..., :d] - damp[..., d:] + self.G(q)
+        return qdot, pdot
+
+    # -- energy (d = 1) ------------------------------------------------------------------------
+
+    def _require_scalar(self, what: str) -> None:
+        if self.dim != 1:
+            raise ValueError(
+                f"HamiltonianCell.{what}: H exists only for dim = 1 (V is the derivative of "
+                f"∫V); with dim = {self.dim} the learned V need not be a gradient field"
+            )
+
+    def potential(self, q: torch.Tensor) -> torch.Tensor:
+        """Φ(q) = ∫₀^q V for V(q) = w₂·relu(w₁q + b₁) + b₂ (d = 1), in closed form:
+
+        Φ(q) = b₂q + w₂(relu(w₁q + b₁)² − relu(b₁)²)/(2w₁)   (w₁ ≠ 0),
+        Φ(q) = (w₂·relu(b₁) + b₂)q                               (w₁ = 0).
+        """
+        self._require_scalar("potential")
+        w1, b1 = self.V[0].weight[0, 0], self.V[0].bias[0]
+        w2, b2 = self.V[2].weight[0, 0], self.V[2].bias[0]
+        if float(w1.detach()) == 0.0:
+            return (w2 * torch.relu(b1) + b2) * q
+        return b2 * q + w2 * (torch.relu(w1 * q + b1) ** 2 - torch.relu(b1) ** 2) / (2 * w1)
+
+    def hamiltonian(self, q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        """H(q, p) = ½pᵀM⁻¹p + Φ(q), per entry (d = 1)."""
+        return 0.5 * p * (p @ self.inverse_mass()) + self.potential(q)
+
+    def balance(self, q: torch.Tensor, p: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each side of dH/dt = −∇HᵀD∇H + yᵀG(q) per entry (d = 1): ``dH_dt`` is ∇H·(q̇, ṗ)
+        with ∇H from autograd of :meth:`hamiltonian`; ``dissipated`` is −∇HᵀD∇H and
+        ``supplied`` is yᵀG with y = M⁻¹p."""
+        self._require_scalar("balance")
+        q = q.detach().requires_grad_(True)
+        p = p.detach().requires_grad_(True)
+        H = self.hamiltonian(q, p)
+        hq, hp = torch.autograd.grad(H.sum(), (q, p))
+        qdot, pdot = self(q, p)
+        dh = torch.cat([hq, hp], dim=-1)
+        return {
+            "dH_dt": (hq * qdot + hp * pdot).sum(-1),
+            "dissipated": -((dh @ self.dissipation()) * dh).sum(-1),
+            "supplied": (hp * self.G(q)).sum(-1),
+        }
+
+    def to_system(self) -> Any:
+        """The cell (d = 1) with its current weights as an odeopt
+        :class:`~odeopt.symbolic.PortHamiltonian` on blocks q, p: H = Σ(½M⁻¹p² + Φ(q)),
+        J canonical, R = D, port G = [0; 1] with input u = G(q). Its ``energy_balance()``
+        proves dH/dt = −∇HᵀD∇H + yᵀu (dissipative: D ⪰ 0)."""
+        import sympy as sp
+
+        from ..symbolic import PortHamiltonian, blocks, total
+
+        self._require_scalar("to_system")
+
+        def num(x: torch.Tensor) -> sp.Float:
+            return sp.Float(float(x), 17)
+
+        q, p = blocks("q p")
+        relu = lambda z: sp.Max(0, z)  # noqa: E731
+        w1, b1 = num(self.V[0].weight[0, 0]), num(self.V[0].bias[0])
+        w2, b2 = num(self.V[2].weight[0, 0]), num(self.V[2].bias[0])
+        if w1 == 0:
+            phi = (w2 * relu(b1) + b2) * q
+        else:
+            phi = b2 * q + w2 * (relu(w1 * q + b1) ** 2 - relu(b1) ** 2) / (2 * w1)
+        gw1, gb1 = num(self.G[0].weight[0, 0]), num(self.G[0].bias[0])
+        gw2, gb2 = num(self.G[2].weight[0, 0]), num(self.G[2].bias[0])
+        m_inv = num(self.inverse_mass()[0, 0])
+        D = self.dissipation().detach()
+        return PortHamiltonian(
+            total(m_inv * p**2 / 2 + phi),
+            [q, p],
+            J=[[0, 1], [-1, 0]],
+            R=[[num(D[i, j]) for j in range(2)] for i in range(2)],
+            G=[[0], [1]],
+            u=[gw2 * relu(gw1 * q + gb1) + gb2],
+            name="learned_cell",
+            description="learned pH cell of the HNN optimizer (q = gradient, p = last output)",
+        )
+
+
+class HNNOptimizerNet(nn.Module):
+    """The whole learned optimizer for one entry per row: ``forward(g, p_prev) → (u, p_next)``.
+
+    ``preprocess=True`` feeds LogSign(g) and LogSign(p_prev) to a d = 2 cell (for networks,
+    whose gradients span many scales); otherwise d = 1 on the raw numbers. g and p_prev have
+    shape (n, 1); u and p_next too.
+    """
+
+    def __init__(self, preprocess: bool = False, P: float = 10.0) -> None:
+        super().__init__()
+        self.preprocess = bool(preprocess)
+        d = 2 if self.preprocess else 1
+        self.pre = LogSign(P) if self.preprocess else nn.Identity()
+        self.cell = HamiltonianCell(d)
+        self.next_p = nn.Linear(2 * d, 1)
+        self.update = nn.Linear(2 * d, 1, bias=False)
+
+    def forward(self, g: torch.Tensor, p_prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        q = self.pre(g)
+        p = self.pre(p_prev)
+        qdot, pdot = self.cell(q, p)
+        u = self.update(torch.cat([qdot, q], dim=-1))
+        p_next = self.next_p(torch.cat([qdot, pdot], dim=-1))
+        return u, p_next

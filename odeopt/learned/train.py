@@ -1,0 +1,207 @@
+"""Meta-training and evaluation of the learned pH optimizer (ALGORITHMS.md §4).
+
+Meta-loss over an unroll window of T optimizee steps: L(φ) = Σ_t mean_b F_b(θ_t), with
+θ_{t+1} = θ_t + out_mul·u_φ(∇F(θ_t), p_t). As in learning-to-learn and the original code,
+the optimizee's gradients enter the optimizer detached (no second derivatives); the
+meta-gradient flows through θ_t. Adam updates φ after every window; the states are
+detached between windows (truncated backpropagation through time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .hnn import HNNOptimizerNet
+from .tasks import ProblemBatch, Task
+
+__all__ = ["MetaTrainResult", "hnn_update", "meta_train", "run_learned", "run_torch"]
+
+
+def _normalize(p: torch.Tensor, batch_dims: int) -> torch.Tensor:
+    """p/|p| per tensor (per problem when ``batch_dims`` = 1); a zero tensor stays zero."""
+    flat = p.reshape(*p.shape[:batch_dims], -1)
+    norm = flat.norm(dim=-1, keepdim=True)
+    safe = torch.where(norm > 0, norm, torch.ones_like(norm))
+    return (flat / safe).reshape(p.shape)
+
+
+def hnn_update(
+    net: HNNOptimizerNet,
+    grad: torch.Tensor,
+    p_prev: torch.Tensor,
+    normalize: bool = True,
+    batch_dims: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One learned step for one tensor: (u, p_next), both of ``grad``'s shape.
+
+    u and p_next are the net's outputs for every entry (``HNNOptimizerNet``); with
+    ``normalize`` (the original's default) p_next is divided by its norm over the tensor
+    (over each problem's tensor when ``batch_dims`` = 1). The step is θ ← θ + out_mul·u.
+    """
+    u, pn = net(grad.reshape(-1, 1), p_prev.reshape(-1, 1))
+    u, pn = u.reshape(grad.shape), pn.reshape(grad.shape)
+    if normalize:
+        pn = _normalize(pn, batch_dims)
+    return u, pn
+
+
+def run_learned(
+    net: HNNOptimizerNet,
+    problems: ProblemBatch,
+    steps: int = 100,
+    out_mul: float = 0.1,
+    normalize: bool = True,
+    window: int | None = None,
+    on_window: Callable[[torch.Tensor], None] | None = None,
+) -> np.ndarray:
+    """Run the learned optimizer on a batch of problems; returns F at steps 0…steps, (steps+1, n).
+
+    With ``window`` and ``on_window`` (meta-training) the graph is kept over each window of
+    ``window`` steps, ``on_window(Σ_t mean_b F_b)`` is called at its end and the states are
+    detached; otherwise the net runs without a graph.
+    """
+    training = on_window is not None
+    params = [w.detach().requires_grad_(True) for w in problems.initial()]
+    moms = [torch.zeros_like(w) for w in params]
+    history = []
+    acc: torch.Tensor | None = None
+    for k in range(steps):
+        losses = problems.losses(params, k)
+        history.append(losses.detach().cpu().numpy())
+        if training:
+            acc = losses.mean() if acc is None else acc + losses.mean()
+        grads = torch.autograd.grad(losses.sum(), params, retain_graph=training)
+        with torch.set_grad_enabled(training):
+            new_params, new_moms = [], []
+            for w, g, m in zip(params, grads, moms, strict=True):
+                u, pn = hnn_update(net, g.detach(), m, normalize, batch_dims=1)
+                new_params.append(torch.add(w, u, alpha=out_mul))
+                new_moms.append(pn)
+        params, moms = new_params, new_moms
+        if training and (k + 1) % window == 0:
+            on_window(acc)
+            acc = None
+            params = [w.detach().requires_grad_(True) for w in params]
+            moms = [m.detach() for m in moms]
+        elif not training:
+            params = [w.detach().requires_grad_(True) for w in params]
+    if training and acc is not None:
+        on_window(acc)
+    with torch.no_grad():
+        history.append(problems.losses(params, steps).cpu().numpy())
+    return np.stack(history)
+
+
+def run_torch(
+    optimizer: Callable[[list[torch.Tensor]], torch.optim.Optimizer],
+    problems: ProblemBatch,
+    steps: int = 100,
+) -> np.ndarray:
+    """A torch.optim optimizer on the same batch (coordinate-wise optimizers treat every
+    problem independently); F at steps 0…steps, (steps+1, n)."""
+    params = [w.detach().clone().requires_grad_(True) for w in problems.initial()]
+    opt = optimizer(params)
+    history = []
+    for k in range(steps):
+        opt.zero_grad()
+        losses = problems.losses(params, k)
+        history.append(losses.detach().cpu().numpy())
+        losses.sum().backward()
+        opt.step()
+    with torch.no_grad():
+        history.append(problems.losses(params, steps).cpu().numpy())
+    return np.stack(history)
+
+
+@dataclass
+class MetaTrainResult:
+    """The trained net (the best by validation), the meta-losses and validation curve."""
+
+    net: HNNOptimizerNet
+    meta_losses: list[float] = field(default_factory=list)
+    validation: list[float] = field(default_factory=list)
+    best_validation: float = float("inf")
+    out_mul: float = 0.1
+
+
+def meta_train(
+    task: Task,
+    net: HNNOptimizerNet | None = None,
+    *,
+    iterations: int = 200,
+    problems: int = 16,
+    steps: int = 100,
+    unroll: int = 15,
+    lr: float = 0.01,
+    out_mul: float = 0.1,
+    normalize: bool = True,
+    validate_every: int = 20,
+    validation_problems: int = 32,
+    seed: int = 0,
+    progress: bool = False,
+) -> MetaTrainResult:
+    """Meta-train a learned pH optimizer (module docstring) with Adam(lr) on ``task``.
+
+    Each iteration samples ``problems`` fresh optimizees and runs ``steps`` steps in windows
+    of ``unroll``; every ``validate_every`` iterations the mean F over ``steps`` steps on a
+    fixed validation batch is measured and the best weights are kept (the original's model
+    selection). Deterministic given ``seed``.
+    """
+    for name, value in (
+        ("iterations", iterations),
+        ("problems", problems),
+        ("steps", steps),
+        ("unroll", unroll),
+        ("validate_every", validate_every),
+    ):
+        if not (isinstance(value, int) and value > 0):
+            raise ValueError(f"meta_train: {name} must be a positive integer, got {value!r}")
+    if not (lr > 0 and out_mul > 0):
+        raise ValueError(f"meta_train: lr and out_mul must be positive, got {lr}, {out_mul}")
+    gen = torch.Generator().manual_seed(seed)
+    if net is None:
+        torch_state = torch.random.get_rng_state()
+        torch.manual_seed(seed)
+        net = HNNOptimizerNet(preprocess=getattr(task, "name", "") != "quadratic")
+        torch.random.set_rng_state(torch_state)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    val_batch = task.sample(validation_problems, torch.Generator().manual_seed(seed + 10_000))
+    result = MetaTrainResult(net=net, out_mul=out_mul)
+    best: dict[str, Any] | None = None
+
+    def window_step(acc: torch.Tensor) -> None:
+        if not torch.isfinite(acc):
+            raise FloatingPointError(
+                f"meta_train: the meta-loss became {float(acc)} (the optimizee diverged); "
+                f"lower out_mul ({out_mul}) or lr ({lr})"
+            )
+        opt.zero_grad()
+        acc.backward()
+        opt.step()
+        result.meta_losses.append(float(acc.detach()))
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=iterations, desc="meta-train")
+    for it in range(iterations):
+        run_learned(net, task.sample(problems, gen), steps, out_mul, normalize, unroll, window_step)
+        if (it + 1) % validate_every == 0 or it + 1 == iterations:
+            val = float(run_learned(net, val_batch, steps, out_mul, normalize)[:-1].mean())
+            result.validation.append(val)
+            if val < result.best_validation:
+                result.best_validation = val
+                best = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    if best is not None:
+        net.load_state_dict(best)
+    return result
