@@ -261,6 +261,42 @@ def _research_section() -> list[str]:
         f"H rose between saved points {rises} times.",
         "",
     ]
+    return lines + _learned_lines()
+
+
+def _learned_lines() -> list[str]:
+    """A short meta-training of the learned pH optimizer on the learning-to-learn quadratics,
+    against torch's optimizers at the reference's learning rates."""
+    import torch
+
+    from . import learned
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        task = learned.QuadraticTask()
+        result = learned.meta_train(task, iterations=40, problems=8, out_mul=1e-3)
+        test = task.sample(100, torch.Generator().manual_seed(123))
+        rows = {
+            "HNN (odeopt, 40 meta-iterations)": learned.run_learned(result.net, test, out_mul=1e-3)
+        }
+        for name, make in (
+            ("Adam (0.1)", lambda ps: torch.optim.Adam(ps, lr=0.1)),
+            ("SGD (0.01, momentum 0.9)", lambda ps: torch.optim.SGD(ps, lr=0.01, momentum=0.9)),
+        ):
+            rows[name] = learned.run_torch(make, test)
+        verdict = result.net.cell.double().to_system().energy_balance().verdict
+    finally:
+        torch.set_num_threads(threads)
+    lines = [
+        "Learned pH optimizer (odeopt.learned), meta-trained on |Wθ − y|² (10-D): F at step "
+        "100, mean over 100 fresh problems (reference: HNN 0.23, Adam 0.41, SGD 0.33):",
+        "",
+        "| optimizer | F at step 100 |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {v[-1].mean():.3f} |" for k, v in rows.items()]
+    lines += ["", f"The trained cell's energy verdict: {verdict} (D = KKᵀ).", ""]
     return lines
 
 

@@ -164,7 +164,7 @@ class HamiltonianCell(nn.Module):
         self._require_scalar("to_system")
 
         def num(x: torch.Tensor) -> sp.Float:
-            return sp.Float(float(x), 17)
+            return sp.Float(float(x.detach()), 17)
 
         q, p = blocks("q p")
         relu = lambda z: sp.Max(0, z)  # noqa: E731
