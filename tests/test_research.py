@@ -346,6 +346,59 @@ def test_ecd_bounces_are_seeded_kept_in_state_and_keep_the_energy(digits, name, 
     assert torch.equal(resumed, runs[0][0])
 
 
+def test_bbi_bounce_schedule_counts_as_the_authors_code() -> None:
+    """Which calls bounce: replay the authors' counters (counter0 for fixed bounces every T0
+    updates, N_b of them; counter for T1 consecutive updates without a new minimum of V, a
+    bounce then replacing the next call's update) on the V each call saw. 2-D Ackley with
+    T0 = 20, N_b = 4, T1 = 100 (the authors' Ackley settings): both kinds of bounce occur."""
+    pb = problems.ackley(2, b=0.02)
+    theta = torch.nn.Parameter(torch.tensor([-4.0, 3.0], dtype=torch.float64))
+    Opt = oo.discretize(zoo.bbi(), "symplectic_euler").to_torch()
+    opt = Opt(
+        [theta],
+        lr=0.0096,
+        delta_v=1e-4,
+        delta_e=2.0,
+        bounce_every=20,
+        bounces=4,
+        bounce_patience=100,
+        seed=3,
+    )
+
+    def closure():
+        opt.zero_grad()
+        F, g = pb.value_and_grad(theta.detach().numpy()[None])
+        theta.grad = torch.tensor(g[0])
+        return torch.tensor(float(F[0]))
+
+    seen, bounced = [], []
+    for _ in range(1500):
+        made = opt.state["odeopt"].get("bounces_made", 0) if opt.state else 0
+        seen.append(float(closure()) - 1e-4)
+        opt.step(closure)
+        bounced.append(opt.state["odeopt"].get("bounces_made", 0) > made)
+    counter = counter0 = fixed = 0
+    min_v, expected = float("inf"), []
+    for V in seen:
+        if V <= 1e-40:
+            expected.append(False)
+            continue
+        if counter != 100 and counter0 != 20:
+            expected.append(False)
+            counter0 += 1
+            counter += 1
+            if V < min_v:
+                min_v, counter = V, 0
+        else:
+            expected.append(True)
+            if counter0 == 20:
+                fixed += 1
+                counter0 = 0 if fixed < 4 else counter0 + 1
+            counter = 0
+    assert bounced == expected
+    assert sum(expected) > 4  # the four fixed bounces and some for lack of progress
+
+
 def test_bbi_bounce_keeps_theta_and_the_norm_of_p(digits) -> None:
     """A bounce step makes no update, redraws π's direction and keeps |π| (the energy)."""
     X, y, model = digits
@@ -700,6 +753,14 @@ def test_integration_stops_trajectories_that_leave_the_domain() -> None:
     assert list(tr.status) == ["domain"] * 3 and tr.t_stop[1] == 0.0
     assert np.all(np.isfinite(tr.loss)) and np.all(tr.loss[-1][[0, 2]] > 0.5)
     ok = oo.integrate(zoo.bbi(delta_v=-0.1), pb, {"theta": x0}, steps=200, h=0.05)
+    assert set(ok.status) == {"ok"}
+    # an adaptive scheme: steps shrink towards V = 0 (reached in finite time); V ≤ 1e-12·V₀ stops
+    kw = dict(t_span=(0, 10), scheme="euler_richardson", rtol=1e-3, atol=1e-6, h=0.05)
+    ad = oo.integrate(zoo.bbi(delta_v=0.5), pb, {"theta": x0}, **kw)
+    assert list(ad.status) == ["domain"] * 3 and ad.t_stop[1] == 0.0
+    assert np.all(np.isfinite(ad.loss)) and np.all(ad.loss[-1][[0, 2]] >= 0.5)
+    assert 0 < ad.t_stop[0] < 10 and 0 < ad.t_stop[2] < 10
+    ok = oo.integrate(zoo.bbi(delta_v=-0.1), pb, {"theta": x0}, **kw)
     assert set(ok.status) == {"ok"}
 
 

@@ -1138,18 +1138,19 @@ _CLASS_TEMPLATE = '''class {cls}(Optimizer):
         return loss
 
     def _bounce_due(self, glob, V):
-        """ECD's bounce schedule: after every bounce_every updates (bounces in all), and when
-        bounce_patience steps pass without a new minimum of V."""
-        best = glob.get("best_V")
-        if best is None or V < best:
-            glob["best_V"], glob["since_best"] = V, 0
-        else:
-            glob["since_best"] = glob.get("since_best", 0) + 1
+        """ECD's bounce schedule, as the authors' code counts it: a bounce replaces the update
+        after every bounce_every updates (bounces in all), and after bounce_patience
+        consecutive updates whose V was no new minimum. A call that updates records its V."""
         n = glob.get("updates", 0)
         due = (self.bounce_every > 0 and n > 0 and n % self.bounce_every == 0
                and glob.get("fixed_bounces", 0) < self.bounces and glob.get("bounced_at") != n)
-        stuck = self.bounce_patience > 0 and glob["since_best"] >= self.bounce_patience
+        stuck = self.bounce_patience > 0 and glob.get("since_best", 0) >= self.bounce_patience
         if not (due or stuck):
+            best = glob.get("best_V")
+            if best is None or V < best:
+                glob["best_V"], glob["since_best"] = V, 0
+            else:
+                glob["since_best"] = glob.get("since_best", 0) + 1
             return False
         if due:
             glob["fixed_bounces"] = glob.get("fixed_bounces", 0) + 1

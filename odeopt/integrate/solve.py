@@ -528,10 +528,32 @@ class _Run:
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Stop rows that left a level set's domain (BBI: V = F − ΔV ≤ 1e-40) with status
         ``"domain"`` and their last state inside: the field is not defined there. Fixed-step
-        schemes only: adaptive schemes and solvers shrink their step near V = 0 instead."""
+        and adaptive schemes; the continuous solvers (scipy, torchdiffeq) do not check it.
+        The flow reaches V = 0 in finite time with the field singular there, so an adaptive
+        scheme's steps shrink towards it without end: there a row stops once its accepted
+        state has V ≤ 1e-12·V(x₀)."""
+        bad = self.outside(xn, t_new)
+        if bad is None:
+            return x_old, xn
+        return self._stop_rows(bad, "domain", x_old, xn, t_new)
+
+    def outside(
+        self, xn: dict[str, Any], t_new: Any, margin: np.ndarray | None = None
+    ) -> np.ndarray | None:
+        """Rows of ``xn`` outside the level set's domain, V ≤ 1e-40, or with V ≤ ``margin``
+        (per row) when given; None when the system has no domain."""
+        v = self.domain_values(xn, t_new)
+        if v is None:
+            return None
+        with np.errstate(invalid="ignore"):
+            out = ~(v > 1e-40)
+            return out if margin is None else out | (v <= margin)
+
+    def domain_values(self, xn: dict[str, Any], t_new: Any) -> np.ndarray | None:
+        """The level set's domain function (BBI: V = F − ΔV) at the rows of ``xn``."""
         ls = self.system.level_set
         if ls is None or ls.domain is None or len(self.active) == 0:
-            return x_old, xn
+            return None
         if self._domain_fn is None:
             from ..symbolic.system import compiled_expression
 
@@ -540,9 +562,8 @@ class _Run:
         values = self.field.params
         names = {p.name: p.symbol.name for p in self.system.parameters}
         (v,) = self._domain_fn(dict(xn), F, None, t_new, **{names[k]: a for k, a in values.items()})
-        with np.errstate(invalid="ignore"):
-            bad = ~(self.ops.np(v).reshape(-1) > 1e-40)
-        return self._stop_rows(bad, "domain", x_old, xn, t_new)
+        v = self.ops.np(v).reshape(-1).astype(float)
+        return np.broadcast_to(v, (len(self.active),)).copy()
 
     def check_convergence(self, xn: dict[str, Any], t_new: Any) -> dict[str, Any]:
         if self.gtol is None or len(self.active) == 0:
@@ -599,10 +620,15 @@ class _Run:
         self, grid: np.ndarray, h0: float, controller: StepController, max_steps: int, bar: Any
     ) -> None:
         ops = self.ops
+        self.save(ops.column(np.full(len(self.active), grid[0])))
+        self.x = self.check_domain(self.x, self.x, grid[0])[1]  # a start outside stops at t₀
+        v0 = self.domain_values(self.x, grid[0])
+        margin = np.zeros(self.B)
+        if v0 is not None:
+            margin[self.active] = 1e-12 * v0
         m = len(self.active)
         t = np.full(m, grid[0])
-        h = np.full(m, h0)
-        self.save(ops.column(t))
+        h = np.full(m, float(np.clip(h0, controller.h_min, controller.h_max)))
         steps = 0
         for target in grid[1:]:
             while len(self.active):
@@ -644,6 +670,13 @@ class _Run:
                 if controller.h_min > 0:
                     bad[rows] |= ~acc & (hs <= controller.h_min * (1 + 1e-12))
                 bad |= h < 1e-14 * max(1.0, abs(target))
+                out = self.outside(new_x, ops.column(t), margin[self.active])
+                if out is not None and (out & ~bad).any():  # left the domain: last state inside
+                    out &= ~bad
+                    self.x, new_x = self._stop_rows(
+                        out, "domain", self.x, new_x, ops.column(t_before)
+                    )
+                    t, h, t_before, bad = t[~out], h[~out], t_before[~out], bad[~out]
                 prev, self.x = self.x, new_x
                 if bad.any():  # stopped with their last accepted (finite) state
                     frozen = ops.take(prev, ops.index(bad))
@@ -966,9 +999,9 @@ def integrate(
             grid = np.asarray(t_eval, dtype=float)
             if grid[0] != t0 or grid[-1] != t1 or np.any(np.diff(grid) <= 0):
                 raise ValueError(f"t_eval must increase from t0 = {t0} to t1 = {t1}")
-        elif save == "final":
+        elif isinstance(save, str) and save == "final":
             grid = np.array([t0, t1])
-        elif save == "all":
+        elif isinstance(save, str) and save == "all":
             grid = np.linspace(t0, t1, 101)
         else:
             raise ValueError("adaptive schemes save at t_eval, or save='all' / 'final'")
