@@ -1,4 +1,4 @@
-"""The ``odeopt`` command line: list, show NAME, derive NAME, export NAME, tour."""
+"""The ``odeopt`` command line: list, show NAME, derive NAME, export NAME, learn, tour."""
 
 from __future__ import annotations
 
@@ -81,6 +81,38 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_learn(args: argparse.Namespace) -> int:
+    """Meta-train the learned pH optimizer, compare it on fresh problems, write it as a file."""
+    import torch
+
+    from . import learned
+
+    try:
+        task = (
+            learned.QuadraticTask()
+            if args.task == "quadratic"
+            else learned.DigitsMLPTask(activation=args.task.split("_")[1])
+        )
+        result = learned.meta_train(
+            task, iterations=args.iterations, out_mul=args.out_mul, seed=args.seed
+        )
+    except (ValueError, FloatingPointError) as exc:
+        print(f"odeopt: {exc}", file=sys.stderr)
+        return 2
+    test = task.sample(100, torch.Generator().manual_seed(args.seed + 1))
+    mine = learned.run_learned(result.net, test, out_mul=args.out_mul)[-1].mean()
+    lr = 0.01 if args.task == "quadratic" else 0.3
+    sgd = learned.run_torch(lambda ps: torch.optim.SGD(ps, lr=lr, momentum=0.9), test)
+    print(f"meta-trained on {args.task}: validation {[round(v, 4) for v in result.validation]}")
+    print(
+        f"F at step 100, mean over 100 fresh problems: learned {mine:.4f}, "
+        f"SGD(lr={lr}, momentum=0.9) {sgd[-1].mean():.4f}"
+    )
+    learned.save_source(result.net, args.output)
+    print(f"wrote {args.output}: the learned optimizer (lr = out_mul = {args.out_mul}), torch only")
+    return 0
+
+
 def cmd_tour(args: argparse.Namespace) -> int:
     from .tour import run_tour
 
@@ -110,6 +142,15 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "export":
             p.add_argument("-o", "--output", required=True, metavar="FILE.py")
         p.set_defaults(func=func)
+    p = sub.add_parser("learn", help="meta-train the learned pH optimizer; write it as a .py")
+    p.add_argument(
+        "--task", choices=("quadratic", "digits_sigmoid", "digits_relu"), default="quadratic"
+    )
+    p.add_argument("--iterations", type=int, default=100)
+    p.add_argument("--out-mul", type=float, default=None, help="default 1e-3 (quadratic), 0.1")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", required=True, metavar="FILE.py")
+    p.set_defaults(func=cmd_learn)
     p = sub.add_parser("tour", help="run the whole pipeline on built-in defaults; write a report")
     p.add_argument("--out", default="odeopt-tour", help="report folder (default: odeopt-tour)")
     p.set_defaults(func=cmd_tour)
@@ -118,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "command", None) == "learn" and args.out_mul is None:
+        args.out_mul = 1e-3 if args.task == "quadratic" else 0.1
     return int(args.func(args))
 
 

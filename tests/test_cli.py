@@ -35,6 +35,27 @@ def test_show_errors(capsys):
     assert "R is not positive semidefinite" in capsys.readouterr().err
 
 
+def test_learn_writes_a_working_optimizer(capsys, tmp_path):
+    import importlib.util
+
+    import torch
+
+    out = tmp_path / "hnn.py"
+    assert main(["learn", "--iterations", "3", "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "F at step 100" in text and "learned" in text and out.exists()
+    spec = importlib.util.spec_from_file_location("hnn", out)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    theta = torch.nn.Parameter(torch.ones(4))
+    opt = module.HNNOptimizer([theta], lr=1e-3)
+    (theta**2).sum().backward()
+    opt.step()
+    assert not torch.equal(theta.detach(), torch.ones(4))
+    assert main(["learn", "--iterations", "0", "-o", str(out)]) == 2
+    assert "iterations must be a positive integer" in capsys.readouterr().err
+
+
 def test_console_script_show():
     exe = shutil.which("odeopt") or str(Path(sys.executable).with_name("odeopt"))
     proc = subprocess.run([exe, "show", "heavy_ball"], capture_output=True, text=True, check=False)

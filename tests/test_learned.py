@@ -94,8 +94,12 @@ def test_balance_integrated_with_torchdiffeq():
     assert (H[-1] < H[0] - 1e-3).all()
 
 
-def test_to_system_is_the_same_cell_and_proves_dissipation():
+@pytest.mark.parametrize("w1", [None, 0.0, -0.8])
+def test_to_system_is_the_same_cell_and_proves_dissipation(w1):
     cell = _cell(seed=4)
+    if w1 is not None:  # w₁ = 0: Φ is linear; w₁ < 0: the ReLU opens the other way
+        with torch.no_grad():
+            cell.V[0].weight.fill_(w1)
     system = cell.to_system()
     balance = system.energy_balance()
     assert balance.verdict == "dissipative"
@@ -166,6 +170,12 @@ def test_resume_is_exact_and_source_export_matches(tmp_path):
     assert "import odeopt" not in path.read_text()
 
 
+def test_meta_training_runs_in_the_task_dtype():
+    res = meta_train(QuadraticTask(dtype=torch.float64), iterations=1, problems=2, steps=15)
+    assert np.isfinite(res.best_validation)
+    assert next(res.net.parameters()).dtype == torch.float32  # the net keeps its own dtype
+
+
 def test_bad_input_is_refused_by_name():
     net = HNNOptimizerNet()
     theta = torch.zeros(3, requires_grad=True)
@@ -181,6 +191,8 @@ def test_bad_input_is_refused_by_name():
         meta_train(QuadraticTask(), iterations=0)
     with pytest.raises(ValueError, match="activation must be 'sigmoid' or 'relu'"):
         DigitsMLPTask(activation="tanh")
+    with pytest.raises(ValueError, match="on_window needs window"):
+        run_learned(net, _quadratic_problem(0), on_window=lambda acc: None)
     with pytest.raises(ValueError, match="class_name must be a Python identifier"):
         learned.to_source(net, "not valid")
 

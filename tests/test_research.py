@@ -399,6 +399,33 @@ def test_bbi_bounce_schedule_counts_as_the_authors_code() -> None:
     assert sum(expected) > 4  # the four fixed bounces and some for lack of progress
 
 
+def test_rejected_steps_do_not_count_towards_a_no_progress_bounce() -> None:
+    """With step control, a rejected trial writes nothing: it is no update, so it must not
+    advance the no-progress counter (the first 4 calls here are rejections)."""
+    from odeopt.schemes import EulerRichardson, StepController
+
+    pb = problems.ackley(2, b=0.02)
+    scheme = EulerRichardson("reference", controller=StepController(norm="l2", rtol=0, atol=1e-4))
+    Opt = oo.discretize(zoo.bbi(), scheme).to_torch()
+    theta = torch.nn.Parameter(torch.tensor([-4.0, 3.0], dtype=torch.float64))
+    opt = Opt([theta], lr=0.5, delta_v=1e-4, delta_e=2.0, bounce_patience=3, seed=3)
+
+    def closure():
+        opt.zero_grad()
+        F, g = pb.value_and_grad(theta.detach().numpy()[None])
+        theta.grad = torch.tensor(g[0])
+        return torch.tensor(float(F[0]))
+
+    rejected = 0
+    for _ in range(40):
+        opt.step(closure)
+        glob = opt.state["odeopt"]
+        rejected = glob.get("rejected", 0)
+        assert glob.get("since_best", 0) <= glob.get("updates", 0)
+        assert glob.get("bounces_made", 0) == 0 or glob["updates"] >= 3
+    assert rejected > 0
+
+
 def test_bbi_bounce_keeps_theta_and_the_norm_of_p(digits) -> None:
     """A bounce step makes no update, redraws π's direction and keeps |π| (the energy)."""
     X, y, model = digits

@@ -1132,6 +1132,12 @@ _CLASS_TEMPLATE = '''class {cls}(Optimizer):
                     state[b] = values[k]
         if LEVEL_SET:
             glob["updates"] = glob.get("updates", 0) + 1
+        if BOUNCE == "uniform":  # progress is judged on updates only (rejected steps: none)
+            best = glob.get("best_V")
+            if best is None or V < best:
+                glob["best_V"], glob["since_best"] = V, 0
+            else:
+                glob["since_best"] = glob.get("since_best", 0) + 1
         if BOUNCE == "gaussian" and self.noise > 0:
             moms = [self.state[p][MOMENTUM] for G in groups for p in G["theta"]]
             _bounce_gaussian(moms, glob, self.seed, self.noise, self.process_group)
@@ -1140,17 +1146,12 @@ _CLASS_TEMPLATE = '''class {cls}(Optimizer):
     def _bounce_due(self, glob, V):
         """ECD's bounce schedule, as the authors' code counts it: a bounce replaces the update
         after every bounce_every updates (bounces in all), and after bounce_patience
-        consecutive updates whose V was no new minimum. A call that updates records its V."""
+        consecutive updates whose V was no new minimum (``step`` records V after an update)."""
         n = glob.get("updates", 0)
         due = (self.bounce_every > 0 and n > 0 and n % self.bounce_every == 0
                and glob.get("fixed_bounces", 0) < self.bounces and glob.get("bounced_at") != n)
         stuck = self.bounce_patience > 0 and glob.get("since_best", 0) >= self.bounce_patience
         if not (due or stuck):
-            best = glob.get("best_V")
-            if best is None or V < best:
-                glob["best_V"], glob["since_best"] = V, 0
-            else:
-                glob["since_best"] = glob.get("since_best", 0) + 1
             return False
         if due:
             glob["fixed_bounces"] = glob.get("fixed_bounces", 0) + 1

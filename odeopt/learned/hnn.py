@@ -13,10 +13,15 @@ the optimizer's previous output. One optimizer step evaluates the cell's vector 
 
 G and V are MLPs d → d → d (ReLU); V outputs ∂H/∂q directly. M⁻¹ = LᵀL.
 
-Two deliberate departures from the authors' code, both for the port-Hamiltonian structure:
+Departures from the authors' code (github.com/AfoninAndrei/OPT-ML), the first two for the
+port-Hamiltonian structure:
 
-* D = KKᵀ is positive semidefinite (the original's D is an unconstrained linear map), and
-* D acts on ∇H = [V(q); M⁻¹p] (the original feeds it [V(q); p]).
+* D = KKᵀ is positive semidefinite (the original's D is an unconstrained linear map);
+* D acts on ∇H = [V(q); M⁻¹p] (the original feeds it [V(q); p]);
+* M⁻¹ multiplies p in q̇, as in the paper's equation (2); the code instead scales the whole
+  of ṗ by LLᵀ and uses q̇ = p − D_q;
+* with preprocessing, the meta-gradient also flows through LogSign(p_prev) (the code feeds
+  ``.data``, cutting it).
 
 With them, and d = 1 (where V is the derivative of Φ(q) = ∫₀^q V, so H exists),
 H(q, p) = ½pᵀM⁻¹p + Φ(q) and the cell is the pH system ẋ = (J − D)∇H + [0; 1]·G(q) with J
@@ -170,7 +175,7 @@ class HamiltonianCell(nn.Module):
         relu = lambda z: sp.Max(0, z)  # noqa: E731
         w1, b1 = num(self.V[0].weight[0, 0]), num(self.V[0].bias[0])
         w2, b2 = num(self.V[2].weight[0, 0]), num(self.V[2].bias[0])
-        if w1 == 0:
+        if float(w1) == 0.0:
             phi = (w2 * relu(b1) + b2) * q
         else:
             phi = b2 * q + w2 * (relu(w1 * q + b1) ** 2 - relu(b1) ** 2) / (2 * w1)

@@ -96,7 +96,8 @@ class _MLPs:
 @dataclass
 class DigitsMLPTask:
     """Cross-entropy of a 64–hidden–10 MLP on scikit-learn's bundled 8×8 digits (pixels/16),
-    minibatches of ``batch`` drawn afresh per problem and step, weights and biases
+    minibatches of ``batch`` drawn per problem for each of ``steps`` steps (a longer run
+    cycles through them; the loss after the last step reuses the first), weights and biases
     initialised as torch.nn.Linear does (uniform ±1/√fan_in). ``split`` picks the first
     1000 images ("train", for meta-training) or the remaining 797 ("test"). The stand-in
     for the original's MNIST 784-20-10 (no downloads here); ``activation`` "sigmoid" or

@@ -43,8 +43,9 @@ def hnn_update(
     ``normalize`` (the original's default) p_next is divided by its norm over the tensor
     (over each problem's tensor when ``batch_dims`` = 1). The step is θ ← θ + out_mul·u.
     """
-    u, pn = net(grad.reshape(-1, 1), p_prev.reshape(-1, 1))
-    u, pn = u.reshape(grad.shape), pn.reshape(grad.shape)
+    dtype = next(net.parameters()).dtype  # the net's dtype; results in the gradient's
+    u, pn = net(grad.reshape(-1, 1).to(dtype), p_prev.reshape(-1, 1).to(dtype))
+    u, pn = u.reshape(grad.shape).to(grad.dtype), pn.reshape(grad.shape).to(grad.dtype)
     if normalize:
         pn = _normalize(pn, batch_dims)
     return u, pn
@@ -66,6 +67,8 @@ def run_learned(
     detached; otherwise the net runs without a graph.
     """
     training = on_window is not None
+    if training and not (isinstance(window, int) and window > 0):
+        raise ValueError(f"run_learned: on_window needs window, a positive integer; got {window!r}")
     params = [w.detach().requires_grad_(True) for w in problems.initial()]
     moms = [torch.zeros_like(w) for w in params]
     history = []
