@@ -127,7 +127,7 @@ def test_exported_optimizer_equals_the_meta_training_rollout():
     for k in range(40):
         opt.zero_grad()
         loss = problem.losses([theta.unsqueeze(0)], k)[0]
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         loss.backward()
         opt.step()
     np.testing.assert_allclose(losses, reference[:-1], rtol=1e-12, atol=0)
