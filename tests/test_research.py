@@ -808,6 +808,21 @@ def test_integration_stops_trajectories_that_leave_the_domain() -> None:
     assert 0 < ad.t_stop[0] < 10 and 0 < ad.t_stop[2] < 10
     ok = oo.integrate(zoo.bbi(delta_v=-0.1), pb, {"theta": x0}, **kw)
     assert set(ok.status) == {"ok"}
+    # scipy: the domain is a terminal event per trajectory, located where V = 1e-12·V₀; it
+    # and Euler–Richardson agree on when the flow reaches V = 0 (t = 1.5708 and 2.2708)
+    sc = oo.integrate(
+        zoo.bbi(delta_v=0.5),
+        pb,
+        {"theta": x0},
+        t_span=(0, 10),
+        scheme="rk45",
+        rtol=1e-9,
+        atol=1e-11,
+    )
+    assert list(sc.status) == ["domain"] * 3 and sc.t_stop[1] == 0.0
+    assert np.all(np.isfinite(sc.loss)) and np.all(sc.loss[-1][[0, 2]] >= 0.5)
+    assert np.allclose(sc.t_stop[[0, 2]], ad.t_stop[[0, 2]], rtol=0, atol=1e-2)
+    assert np.allclose(sc.t_stop[[0, 2]], [1.5708, 2.2708], rtol=0, atol=1e-3)
 
 
 def test_second_review_regressions() -> None:

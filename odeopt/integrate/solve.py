@@ -528,7 +528,8 @@ class _Run:
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Stop rows that left a level set's domain (BBI: V = F − ΔV ≤ 1e-40) with status
         ``"domain"`` and their last state inside: the field is not defined there. Fixed-step
-        and adaptive schemes; the continuous solvers (scipy, torchdiffeq) do not check it.
+        and adaptive schemes, and scipy's solvers as a terminal event (torchdiffeq does not
+        check it).
         The flow reaches V = 0 in finite time with the field singular there, so an adaptive
         scheme's steps shrink towards it without end: there a row stops once its accepted
         state has V ≤ 1e-12·V(x₀)."""
@@ -736,13 +737,29 @@ def _run_scipy(
     opts: dict[str, Any] = {"rtol": rtol, "atol": atol}
     if h0 is not None:
         opts["first_step"] = h0
+    # a level set's domain (BBI: V = F − ΔV > 0) is a terminal event per trajectory: the flow
+    # reaches V = 0 in finite time, singular there; a row stops at V = 1e-12·V(x₀), inside
+    ls = run.system.level_set
+    v0 = run.domain_values(x, grid[0]) if ls is not None and ls.domain is not None else None
+    if v0 is not None:
+        mode = "per_trajectory"
     groups = [np.arange(B)] if mode == "batched" else [np.array([i]) for i in range(B)]
     for rows in groups:
         m = len(rows)
         params = {k: (v[rows] if np.ndim(v) else v) for k, v in run.field.params.items()}
         field, fun = _flat_field(run.system, run.field.objective, params, names, m, n)
         y0 = np.concatenate([x[b][rows].reshape(-1) for b in names]).astype(np.float64)
-        scipy_events = [_scipy_event(run, ev, field, params, m, n) for ev in events]
+        all_events = list(events)
+        if v0 is not None:
+            row = int(rows[0])
+            if not v0[row] > 1e-40:  # a start outside the domain stops at t₀
+                for b in names:
+                    run.out[b][:, row] = x[b][row]
+                run.status[row], run.t_stop[row] = "domain", grid[0]
+                continue
+            margin = 1e-12 * float(v0[row])
+            all_events.append(Event(ls.domain - margin, terminal=True, direction=-1, name="domain"))
+        scipy_events = [_scipy_event(run, ev, field, params, m, n) for ev in all_events]
         with np.errstate(all="ignore"):
             sol = solve_ivp(
                 fun,
@@ -779,9 +796,12 @@ def _run_scipy(
                 ye = sol.y_events[which][0].reshape(len(names), m, n)
                 for i, b in enumerate(names):
                     run.out[b][k:, row] = ye[i, j]
-                run.status[row] = "event"
                 run.t_stop[row] = t_ev
-                run.log.append(EventRecord(int(row), t_ev, events[which].name, -1))
+                if which < len(events):
+                    run.status[row] = "event"
+                    run.log.append(EventRecord(int(row), t_ev, events[which].name, -1))
+                else:
+                    run.status[row] = "domain"
     _fill_globals(run, grid)
 
 
