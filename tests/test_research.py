@@ -823,6 +823,20 @@ def test_integration_stops_trajectories_that_leave_the_domain() -> None:
     assert np.all(np.isfinite(sc.loss)) and np.all(sc.loss[-1][[0, 2]] >= 0.5)
     assert np.allclose(sc.t_stop[[0, 2]], ad.t_stop[[0, 2]], rtol=0, atol=1e-2)
     assert np.allclose(sc.t_stop[[0, 2]], [1.5708, 2.2708], rtol=0, atol=1e-3)
+    # torchdiffeq: a row is frozen at V ≤ 1e-6·V₀; t_stop is the first saved time there
+    td = oo.integrate(
+        zoo.bbi(delta_v=0.5),
+        pb,
+        {"theta": x0},
+        t_span=(0, 10),
+        scheme="dopri5",
+        backend="torchdiffeq",
+        rtol=1e-8,
+        atol=1e-10,
+    )
+    assert list(td.status) == ["domain"] * 3
+    assert np.allclose(np.asarray(td.t_stop), [1.6, 0.0, 2.3], rtol=0, atol=1e-12)
+    assert np.all(np.isfinite(np.asarray(td.loss)))
 
 
 def test_second_review_regressions() -> None:

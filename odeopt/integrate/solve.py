@@ -528,8 +528,8 @@ class _Run:
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Stop rows that left a level set's domain (BBI: V = F − ΔV ≤ 1e-40) with status
         ``"domain"`` and their last state inside: the field is not defined there. Fixed-step
-        and adaptive schemes, and scipy's solvers as a terminal event (torchdiffeq does not
-        check it).
+        and adaptive schemes; scipy's solvers locate it as a terminal event; torchdiffeq
+        freezes the row at V ≤ 1e-6·V(x₀) (t_stop: the first saved time at the edge).
         The flow reaches V = 0 in finite time with the field singular there, so an adaptive
         scheme's steps shrink towards it without end: there a row stops once its accepted
         state has V ≤ 1e-12·V(x₀)."""
@@ -839,13 +839,33 @@ def _run_torchdiffeq(
 
     names = run.names
     field = run.field
-
-    def func(t: Any, y: tuple[Any, ...]) -> tuple[Any, ...]:
-        dx = field(dict(zip(names, y, strict=True)), t)
-        return tuple(dx[b] for b in names)
-
     y0 = tuple(run.x[b] for b in names)
     ref = y0[0]
+    # a level set's domain (BBI: V = F − ΔV > 0): the flow reaches V = 0 in finite time,
+    # singular there, so a row whose V is at most 1e-6·V(x₀) is frozen (zero derivative):
+    # dopri5's steps, shared by the batch, stall closer to the edge (at 1e-12·V₀ they do)
+    ls = run.system.level_set
+    v0 = run.domain_values(run.x, grid[0]) if ls is not None and ls.domain is not None else None
+    margin = None
+    if v0 is not None:
+        margin = torch.as_tensor(1e-6 * v0, dtype=ref.dtype, device=ref.device).reshape(-1, 1)
+        margin = torch.clamp(margin, min=1e-40)
+        symbol_of = {p.name: p.symbol.name for p in run.system.parameters}
+
+    def domain(xs: dict[str, Any], t: Any) -> Any:  # V per row, (batch, 1)
+        F, _ = field.loss_and_grad(xs[run.position], t)
+        values = {symbol_of[k]: a for k, a in field.params.items()}
+        (v,) = run._domain_fn(xs, F, None, t, **values)
+        return torch.as_tensor(v, dtype=ref.dtype, device=ref.device).reshape(-1, 1)
+
+    def func(t: Any, y: tuple[Any, ...]) -> tuple[Any, ...]:
+        xs = dict(zip(names, y, strict=True))
+        dx = field(xs, t)
+        if margin is None:
+            return tuple(dx[b] for b in names)
+        live = domain(xs, t) > margin
+        return tuple(torch.where(live, dx[b], torch.zeros_like(dx[b])) for b in names)
+
     tt = torch.as_tensor(grid, dtype=ref.dtype, device=ref.device)
     from torchdiffeq._impl.odeint import SOLVERS
     from torchdiffeq._impl.solvers import FixedGridODESolver
@@ -874,6 +894,20 @@ def _run_torchdiffeq(
             run.out[b][last:, j] = run.out[b][last - 1, j] if last else run.x[b][j]
         run.status[j] = "diverged"
         run.t_stop[j] = grid[last]
+    if margin is not None:  # frozen at the domain's edge: t_stop is the first saved time there
+        at_edge = (
+            torch.stack(
+                [
+                    (domain({b: Y[s, i] for i, b in enumerate(names)}, tt[s]) <= margin)[:, 0]
+                    for s in range(k)
+                ]
+            )
+            .cpu()
+            .numpy()
+        )
+        for j in np.flatnonzero(at_edge.any(0) & (run.status == "ok")):
+            run.status[j] = "domain"
+            run.t_stop[j] = grid[int(np.argmax(at_edge[:, j]))]
     run.stats["nfev"] = run.field.evaluations
     run.saved = k
     _fill_globals(run, grid)
