@@ -837,6 +837,18 @@ def test_integration_stops_trajectories_that_leave_the_domain() -> None:
     assert list(td.status) == ["domain"] * 3
     assert np.allclose(np.asarray(td.t_stop), [1.6, 0.0, 2.3], rtol=0, atol=1e-12)
     assert np.all(np.isfinite(np.asarray(td.loss)))
+    # a fixed-grid torchdiffeq step may jump past the edge: the last state inside is kept
+    fx = oo.integrate(
+        zoo.bbi(delta_v=0.5),
+        pb,
+        {"theta": x0[[0, 2]]},
+        t_span=(0, 10),
+        scheme="rk4",
+        backend="torchdiffeq",
+        h=0.05,
+    )
+    assert list(fx.status) == ["domain"] * 2
+    assert np.all(np.asarray(fx.loss)[-1] > 0.5) and np.all(np.isfinite(np.asarray(fx.energy)))
 
 
 def test_second_review_regressions() -> None:

@@ -529,7 +529,8 @@ class _Run:
         """Stop rows that left a level set's domain (BBI: V = F − ΔV ≤ 1e-40) with status
         ``"domain"`` and their last state inside: the field is not defined there. Fixed-step
         and adaptive schemes; scipy's solvers locate it as a terminal event; torchdiffeq
-        freezes the row at V ≤ 1e-6·V(x₀) (t_stop: the first saved time at the edge).
+        freezes the row at V ≤ ε^⅜·V(x₀), ε the dtype's epsilon (t_stop: the first saved
+        time at the edge, or the last one inside when a fixed-grid step jumped past it).
         The flow reaches V = 0 in finite time with the field singular there, so an adaptive
         scheme's steps shrink towards it without end: there a row stops once its accepted
         state has V ≤ 1e-12·V(x₀)."""
@@ -842,14 +843,16 @@ def _run_torchdiffeq(
     y0 = tuple(run.x[b] for b in names)
     ref = y0[0]
     # a level set's domain (BBI: V = F − ΔV > 0): the flow reaches V = 0 in finite time,
-    # singular there, so a row whose V is at most 1e-6·V(x₀) is frozen (zero derivative):
-    # dopri5's steps, shared by the batch, stall closer to the edge (at 1e-12·V₀ they do)
+    # singular there, so a row whose V is at most ε^⅜·V(x₀) is frozen (zero derivative):
+    # dopri5's steps, shared by the batch, stall closer to the edge (at 1e-12·V₀ they do).
+    # ECDSep with F₀ = min F reaches V → 0 by converging: such rows stop early as "domain".
     ls = run.system.level_set
     v0 = run.domain_values(run.x, grid[0]) if ls is not None and ls.domain is not None else None
     margin = None
     if v0 is not None:
-        margin = torch.as_tensor(1e-6 * v0, dtype=ref.dtype, device=ref.device).reshape(-1, 1)
-        margin = torch.clamp(margin, min=1e-40)
+        rel = torch.finfo(ref.dtype).eps ** 0.375  # 1.3e-6 in float64, 2.6e-3 in float32
+        margin = torch.as_tensor(rel * v0, dtype=ref.dtype, device=ref.device).reshape(-1, 1)
+        margin = torch.clamp(margin, min=torch.finfo(ref.dtype).tiny)
         symbol_of = {p.name: p.symbol.name for p in run.system.parameters}
 
     def domain(xs: dict[str, Any], t: Any) -> Any:  # V per row, (batch, 1)
@@ -894,21 +897,21 @@ def _run_torchdiffeq(
             run.out[b][last:, j] = run.out[b][last - 1, j] if last else run.x[b][j]
         run.status[j] = "diverged"
         run.t_stop[j] = grid[last]
-    if margin is not None:  # frozen at the domain's edge: t_stop is the first saved time there
-        at_edge = (
-            torch.stack(
-                [
-                    (domain({b: Y[s, i] for i, b in enumerate(names)}, tt[s]) <= margin)[:, 0]
-                    for s in range(k)
-                ]
-            )
-            .cpu()
-            .numpy()
-        )
-        for j in np.flatnonzero(at_edge.any(0) & (run.status == "ok")):
-            run.status[j] = "domain"
-            run.t_stop[j] = grid[int(np.argmax(at_edge[:, j]))]
     run.stats["nfev"] = run.field.evaluations
+    if margin is not None:  # frozen at the domain's edge: t_stop is the first saved time there
+        vs = torch.stack(
+            [domain({b: Y[s, i] for i, b in enumerate(names)}, tt[s])[:, 0] for s in range(k)]
+        )
+        at_edge = (vs <= margin[:, 0]).cpu().numpy()
+        outside = ~(vs > 1e-40).cpu().numpy()
+        for j in np.flatnonzero(at_edge.any(0) & (run.status == "ok")):
+            s = int(np.argmax(at_edge[:, j]))
+            if outside[s, j]:  # a fixed step jumped past the edge: keep the last state inside
+                for b in names:
+                    run.out[b][s:, j] = run.out[b][s - 1, j] if s else run.x[b][j]
+                s = max(s - 1, 0)
+            run.status[j] = "domain"
+            run.t_stop[j] = grid[s]
     run.saved = k
     _fill_globals(run, grid)
 
