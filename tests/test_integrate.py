@@ -351,7 +351,7 @@ def test_energy_report_lists_increases_with_step_and_time() -> None:
     "kwargs,error,match",
     [
         (dict(x0={"theta": np.zeros((3, 2, 1))}), ValueError, r"shape \(batch, n\)"),
-        (dict(x0={"theta": np.full((3, 2), np.nan)}), ValueError, "non-finite"),
+        (dict(x0={"theta": np.full((3, 2), np.nan)}), ValueError, "must be finite"),
         (dict(x0={"q": np.zeros((3, 2))}), ValueError, "does not have"),
         (dict(x0={"p": np.zeros((3, 2))}), ValueError, "needs the position block 'theta'"),
         (dict(x0={"theta": np.zeros((3, 3))}), ValueError, "problem has dim 2"),
@@ -499,7 +499,8 @@ def test_h_min_gives_up_on_an_impossible_tolerance() -> None:
         scheme="euler_richardson",
         controller=ctrl,
     )
-    assert tr.status[0] == "diverged"
+    assert tr.status[0] == "stalled"  # the tolerance cannot be met at h_min
+    assert np.isfinite(tr["theta"]).all() and tr.t_stop[0] < 0.1
 
 
 def test_nesterov_ode_meets_its_rate_bound_and_accelerates():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,86 @@ def _is_torch(value: Any) -> bool:
     return type(value).__module__.startswith("torch")
 
 
+def _real(name: str, value: Any) -> float:
+    """``value`` as a float, or a TypeError naming the argument (bools and complex refused;
+    a 0-d real array or tensor is taken)."""
+    if getattr(value, "ndim", None) == 0 and getattr(value, "dtype", None) is not None:
+        kind = getattr(value.dtype, "kind", None)
+        real_tensor = _is_torch(value) and not value.is_complex() and value.dtype.is_floating_point
+        if kind in ("i", "u", "f") or real_tensor:
+            return float(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {name}={value!r}")
+    return float(value)
+
+
+def check_positive(
+    name: str, value: Any, allow_zero: bool = False, allow_inf: bool = False
+) -> float:
+    """A real ``value`` > 0 (≥ 0 with ``allow_zero``), finite unless ``allow_inf``; else a
+    ValueError naming the argument and the value."""
+    v = _real(name, value)
+    if math.isnan(v) or (math.isinf(v) and not allow_inf):
+        raise ValueError(f"{name} must be finite, got {name}={v}")
+    if v < 0 or (v == 0 and not allow_zero):
+        bound = "≥ 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be {bound}, got {name}={v:g}")
+    return v
+
+
+def check_count(name: str, value: Any, minimum: int = 1) -> int:
+    """An integer ≥ ``minimum`` (an integral float such as 1e5 is taken; 2.7 is refused)."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer ≥ {minimum}, got {name}={value!r}")
+    if isinstance(value, numbers.Integral):
+        v = int(value)
+    elif isinstance(value, numbers.Real) and math.isfinite(value) and float(value).is_integer():
+        v = int(value)
+    elif isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be an integer ≥ {minimum}, got {name}={value!r}")
+    else:
+        raise TypeError(f"{name} must be an integer ≥ {minimum}, got {name}={value!r}")
+    if v < minimum:
+        raise ValueError(f"{name} must be an integer ≥ {minimum}, got {name}={v}")
+    return v
+
+
+def _check_arguments(
+    t_span: Any,
+    steps: Any,
+    h: Any,
+    rtol: Any,
+    atol: Any,
+    gtol: Any,
+    blowup: Any,
+    chunk_size: Any,
+    max_steps: Any,
+) -> tuple[Any, Any, Any, float, float, Any, float, int, int]:
+    """integrate()'s scalar arguments checked up front (each error names the argument)."""
+    if t_span is not None:
+        if isinstance(t_span, (str, bytes)) or not hasattr(t_span, "__len__") or len(t_span) != 2:
+            raise ValueError(f"t_span is (t0, t1), got t_span={t_span!r}")
+        t0 = _real("t_span[0]", t_span[0])
+        t1 = _real("t_span[1]", t_span[1])
+        if not (math.isfinite(t0) and math.isfinite(t1)):
+            raise ValueError(f"t_span must be finite, got t_span=({t0}, {t1})")
+        if not t1 > t0:
+            raise ValueError(f"t_span must have t1 > t0, got t_span=({t0:g}, {t1:g})")
+        t_span = (t0, t1)
+    if steps is not None:
+        steps = check_count("steps", steps)
+    if h is not None:
+        h = check_positive("h", h)
+    rtol = check_positive("rtol", rtol, allow_zero=True)
+    atol = check_positive("atol", atol, allow_zero=True)
+    if gtol is not None:
+        gtol = check_positive("gtol", gtol)
+    blowup = check_positive("blowup", blowup, allow_inf=True)
+    chunk_size = check_count("chunk_size", chunk_size)
+    max_steps = check_count("max_steps", max_steps)
+    return t_span, steps, h, rtol, atol, gtol, blowup, chunk_size, max_steps
+
+
 def _prepare_x0(system: PortHamiltonian, x0: Mapping[str, Any], backend: str, dim: Any) -> dict:
     if not isinstance(x0, Mapping):
         raise TypeError(
@@ -58,7 +139,7 @@ def _prepare_x0(system: PortHamiltonian, x0: Mapping[str, Any], backend: str, di
     for b in names:
         if b not in x0:
             continue
-        v = x0[b]
+        v = _real_array(f"x0[{b!r}]", x0[b])
         if torch is not None:
             v = v if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v, dtype=float))
             if not v.is_floating_point():
@@ -77,7 +158,7 @@ def _prepare_x0(system: PortHamiltonian, x0: Mapping[str, Any], backend: str, di
             raise ValueError(f"x0[{b!r}] must have shape (batch, n); got shape {tuple(v.shape)}")
         finite = bool(torch.isfinite(v).all()) if torch is not None else bool(np.isfinite(v).all())
         if not finite:
-            raise ValueError(f"x0[{b!r}] contains non-finite values")
+            raise ValueError(f"x0[{b!r}] must be finite; it contains NaN or inf")
         out[b] = v
     ref = out[position]
     for b, v in out.items():
@@ -96,6 +177,27 @@ def _prepare_x0(system: PortHamiltonian, x0: Mapping[str, Any], backend: str, di
     return out
 
 
+def _real_array(name: str, v: Any) -> Any:
+    """A tensor or array of real numbers (lists and scalars become arrays); complex, boolean,
+    object or string values are refused with a TypeError naming ``name``."""
+    if _is_torch(v):
+        if v.is_complex() or v.dtype.is_floating_point is False and str(v.dtype) == "torch.bool":
+            raise TypeError(f"{name} must be real, got a tensor of dtype {v.dtype}")
+        if v.device.type == "meta":
+            raise TypeError(f"{name} is on the meta device (no data)")
+        return v
+    try:
+        arr = np.asarray(v)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be an array of real numbers, got {type(v).__name__}") from exc
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(
+            f"{name} must be an array of real numbers (batch, n), got dtype {arr.dtype}"
+            + (" (complex values: odeopt integrates real states)" if arr.dtype.kind == "c" else "")
+        )
+    return arr
+
+
 def _prepare_params(
     system: PortHamiltonian, params: Mapping[str, Any] | None, batch: int, backend: str, ref: Any
 ) -> dict[str, Any]:
@@ -104,7 +206,10 @@ def _prepare_params(
     for k, v in values.items():
         if v is None:  # a stored quantity (the energy E of a level set): set from x₀
             continue
-        arr = np.asarray(v.detach().cpu().numpy() if _is_torch(v) else v, dtype=float)
+        raw = _real_array(f"parameter {k!r}", v.detach().cpu().numpy() if _is_torch(v) else v)
+        arr = np.asarray(raw, dtype=float)
+        if not np.isfinite(arr).all():
+            raise ValueError(f"parameter {k!r} must be finite, got {k}={v!r}")
         if arr.ndim == 0:
             out[k] = float(arr)
             continue
@@ -327,7 +432,8 @@ class _Run:
         self.B, n = ref.shape
         self.out = {b: self.ops.empty((saves, self.B, n)) for b in self.names}
         self.H, self.F, self.G = (self.ops.empty((saves, self.B)) for _ in range(3))
-        self.status = np.full(self.B, "ok", dtype="<U9")
+        self.status = np.full(self.B, "ok", dtype="<U11")
+        self.t_saved = np.full(self.B, np.nan)  # the time of each row's last saved state
         self._domain_fn: Any = None
         self.t_stop = np.full(self.B, np.nan)
         self.active = np.arange(self.B)
@@ -348,14 +454,70 @@ class _Run:
         H = field.energy(dict(x), t)[:, 0]
         return H, F, (g * g).sum(-1) ** 0.5
 
-    def save(self, t: Any) -> None:
+    def save(self, t: Any) -> np.ndarray | None:
+        """Save the working rows at time ``t``. A row whose H, F or |∇F| is not finite there
+        (at a finite state: the objective is undefined) is stopped with status
+        ``"nonfinite"`` and its last saved state and values kept; returns the mask of the
+        rows that go on (None when all do). A start where they are not finite is an error."""
         s = self.saved
         H, F, gn = self.snapshot(self.x, t, self.field)
-        rows: Any = slice(None) if self.all_active else self._glob(self.active)
-        for b in self.names:
-            self.out[b][s, rows] = self.x[b]
-        self.H[s, rows], self.F[s, rows], self.G[s, rows] = H, F, gn
+        keep = None
+        bad = self._nonfinite(H, F, gn)
+        if bad is not None:
+            glob = self.active[bad]
+            if s == 0:
+                raise ValueError(
+                    f"the objective (F, ∇F or H) is not finite at the start of trajectories "
+                    f"{glob[:10].tolist()}{' …' if len(glob) > 10 else ''}; give starts where "
+                    "it is finite"
+                )
+            rows = self._glob(glob)
+            for b in self.names:
+                self.out[b][s:, rows] = self.out[b][s - 1, rows]
+            for arr in (self.H, self.F, self.G):
+                arr[s:, rows] = arr[s - 1, rows]
+            self.status[glob] = "nonfinite"
+            self.t_stop[glob] = self.t_saved[glob]
+            keep = ~bad
+            idx = self.ops.index(keep)
+            self._drop(bad)
+            self.x = self.ops.take(self.x, idx)
+            H, F, gn = H[idx], F[idx], gn[idx]
+            if np.ndim(t):
+                t = t[idx]
+        if len(self.active):
+            rows: Any = slice(None) if self.all_active else self._glob(self.active)
+            for b in self.names:
+                self.out[b][s, rows] = self.x[b]
+            self.H[s, rows], self.F[s, rows], self.G[s, rows] = H, F, gn
+            self.t_saved[self.active] = self.ops.np(t).reshape(-1) if np.ndim(t) else t
         self.saved += 1
+        return keep
+
+    def _nonfinite(self, *values: Any) -> np.ndarray | None:
+        """The working rows where any of ``values`` (each (rows,)) is not finite, or None."""
+        if self.ops.torch:
+            torch = self.ops.xp
+            ok = torch.isfinite(values[0])
+            for v in values[1:]:
+                ok = ok & torch.isfinite(v)
+            if bool(ok.all()):
+                return None
+            return ~ok.cpu().numpy()
+        with np.errstate(invalid="ignore"):
+            ok = np.isfinite(values[0])
+            for v in values[1:]:
+                ok &= np.isfinite(v)
+        return None if ok.all() else ~ok
+
+    def _drop(self, mask: np.ndarray) -> Any:
+        """Remove working rows ``mask`` from the run; returns the index of those that go on."""
+        keep = self.ops.index(~mask)
+        self.field = self.field.subset(keep)
+        self.active = self.active[~mask]
+        self.all_active = False
+        self.ev_old = [None if v is None else v[~mask] for v in self.ev_old]
+        return keep
 
     def stop(
         self, mask: np.ndarray, status: str, t_at: Any, frozen: Mapping[str, Any], t_frozen: Any
@@ -373,12 +535,7 @@ class _Run:
         for b in self.names:
             self.out[b][s:, rows] = frozen[b]
         self.H[s:, rows], self.F[s:, rows], self.G[s:, rows] = H, F, gn
-        keep = ops.index(~mask)
-        self.field = self.field.subset(keep)
-        self.active = self.active[~mask]
-        self.all_active = False
-        self.ev_old = [None if v is None else v[~mask] for v in self.ev_old]
-        return keep
+        return self._drop(mask)
 
     # -- events
     def event_values(
@@ -593,8 +750,8 @@ class _Run:
             t_new = t0 + (k + 1) * h
             x_old = self.x
             st = self.scheme.step(self.field, x_old, t_old, h)
-            self._solve_stats(st)
             xn = st.x
+            x_old, xn = self.check_solve(st, x_old, xn, t_new)
             x_old, xn = self.check_divergence(x_old, xn, t_new)
             x_old, xn = self.check_domain(x_old, xn, t_new)
             if self.events and len(self.active):
@@ -603,7 +760,10 @@ class _Run:
             self.x = xn
             self.stats["steps"] += 1
             if k + 1 in save_set:
-                self.save(t_new) if len(self.active) else self._skip_save()
+                if len(self.active):
+                    self.save(t_new)
+                else:
+                    self._skip_save()
             if bar is not None and (k + 1) % tick == 0:
                 bar.update(tick)
         while self.saved < len(save_at):  # every trajectory stopped early
@@ -612,15 +772,39 @@ class _Run:
     def _skip_save(self) -> None:
         self.saved += 1
 
-    def _solve_stats(self, st: Any) -> None:
+    def check_solve(
+        self, st: Any, x_old: dict[str, Any], xn: dict[str, Any], t_new: Any
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """An implicit scheme reports its solve's residual per row (``info["residual"]``):
+        rows above the scheme's ``tol`` (after its own step halving) stop with status
+        ``"unconverged"`` and their last state, since the step does not solve the scheme's
+        equation (the discrete gradient's H(x') ≤ H(x) would not hold)."""
         residual = st.info.get("residual")
-        if residual is not None:
-            tol = getattr(self.scheme, "tol", 0.0)
-            self.stats["unconverged_solves"] += int((self.ops.np(residual) > tol).sum())
+        if residual is None:
+            return x_old, xn
+        tol = getattr(self.scheme, "tol", 0.0)
+        r = np.asarray(self.ops.np(residual), dtype=float).reshape(-1)
+        m = len(self.active)
+        r = np.broadcast_to(r, (m,)) if r.size in (1, m) else r[:m]
+        with np.errstate(invalid="ignore"):
+            failed = r > tol  # a NaN residual comes with a NaN state: "diverged" below
+        self.stats["unconverged_solves"] += int(failed.sum())
+        return self._stop_rows(failed, "unconverged", x_old, xn, t_new)
 
     def run_adaptive(
         self, grid: np.ndarray, h0: float, controller: StepController, max_steps: int, bar: Any
     ) -> None:
+        """Step every row with its own h from ``grid[0]``, landing on each saved time.
+
+        Per row: a step is accepted when the controller's err ≤ 1, and h ← h·factor(err)
+        either way (within [h_min, h_max]); a step whose error estimate is not finite is
+        rejected and h divided by 10. A row stops as ``"diverged"`` (state non-finite or
+        beyond ``blowup``), ``"stalled"`` (t + h = t: the step underflowed, or a step rejected
+        at h_min), ``"max_steps"`` (``max_steps`` steps, accepted and rejected, on this row),
+        ``"domain"``, ``"converged"`` (|∇F| < gtol at the accepted state, or at the scheme's
+        Euler predictor x + h·f(x) when it reports one in ``info["predictor"]``: the
+        reference code's test for Euler–Richardson GD, which stops there) or
+        ``"nonfinite"`` (see :meth:`save`)."""
         ops = self.ops
         self.save(ops.column(np.full(len(self.active), grid[0])))
         self.x = self.check_domain(self.x, self.x, grid[0])[1]  # a start outside stops at t₀
@@ -629,74 +813,122 @@ class _Run:
         if v0 is not None:
             margin[self.active] = 1e-12 * v0
         m = len(self.active)
-        t = np.full(m, grid[0])
-        h = np.full(m, float(np.clip(h0, controller.h_min, controller.h_max)))
-        steps = 0
+        # per working row: time, next step, steps taken (filtered together whenever rows stop)
+        rowv = {
+            "t": np.full(m, grid[0]),
+            "h": np.full(m, float(np.clip(h0, controller.h_min, controller.h_max))),
+            "n": np.zeros(m, dtype=np.int64),
+        }
+
+        def drop(mask: np.ndarray) -> None:
+            for k in rowv:
+                rowv[k] = rowv[k][~mask]
+
+        def stop(mask: np.ndarray, status: str, state: dict, t_at: np.ndarray) -> None:
+            """Stop working rows ``mask`` with ``state`` (their rows) at times ``t_at``."""
+            kept = self.stop(mask, status, t_at, state, ops.column(t_at))
+            self.x = ops.take(self.x, kept)
+            drop(mask)
+
         for target in grid[1:]:
             while len(self.active):
+                t, h = rowv["t"], rowv["h"]
                 todo = t < target - 1e-12 * max(1.0, abs(target))
+                over = todo & (rowv["n"] >= max_steps)
+                if over.any():
+                    stop(over, "max_steps", ops.take(self.x, ops.index(over)), t[over])
+                    continue
                 if not todo.any():
                     break
-                steps += 1
-                if steps > max_steps:
-                    raise RuntimeError(
-                        f"the adaptive integration took more than max_steps = {max_steps} steps "
-                        f"before t = {target:g}; raise max_steps or loosen rtol/atol"
-                    )
+                rowv["n"][todo] += 1
                 idx = ops.index(todo)
                 xs = ops.take(self.x, idx)
                 hs = np.minimum(h[todo], target - t[todo])
                 sub = self.field.subset(idx)
                 st = self.scheme.step(sub, xs, ops.column(t[todo]), ops.column(hs))
-                err = ops.np(controller.error_norm(ops.xp, xs, st.x, st.error)).astype(float)
+                rows = np.flatnonzero(todo)
+                x_step = st.x
+                pred = st.info.get("predictor")
+                if self.gtol is not None and pred is not None:
+                    _, gp = sub.loss_and_grad(pred[self.position], ops.column(t[todo] + hs))
+                    pconv = ops.np((gp * gp).sum(-1) ** 0.5) < self.gtol
+                    if pconv.any():  # stopped at the predictor, which meets gtol
+                        mask = np.zeros(len(t), dtype=bool)
+                        mask[rows[pconv]] = True
+                        p_idx = ops.index(pconv)
+                        stop(mask, "converged", ops.take(pred, p_idx), t[mask] + hs[pconv])
+                        sel = ops.index(~pconv)
+                        x_step = ops.take(x_step, sel)
+                        st_error = {b: e[sel] for b, e in st.error.items()}
+                        xs = ops.take(xs, sel)
+                        hs, todo = hs[~pconv], todo[~mask]
+                        rows = np.flatnonzero(todo)
+                        t, h = rowv["t"], rowv["h"]
+                        if not len(rows):
+                            continue
+                    else:
+                        st_error = st.error
+                else:
+                    st_error = st.error
+                err = ops.np(controller.error_norm(ops.xp, xs, x_step, st_error)).astype(float)
                 fac = np.asarray(controller.factor(err, self.scheme.error_order), dtype=float)
+                finite_err = np.isfinite(err)
                 with np.errstate(invalid="ignore"):
-                    acc = err <= 1.0
+                    acc = finite_err & (err <= 1.0)
                 self.stats["steps"] += int(acc.sum())
                 self.stats["rejected"] += int((~acc).sum())
                 # accepted rows move on
-                rows = np.flatnonzero(todo)
                 acc_rows = rows[acc]
-                new_x = ops.scatter(self.x, ops.index(acc_rows), ops.take(st.x, ops.index(acc)))
+                new_x = ops.scatter(self.x, ops.index(acc_rows), ops.take(x_step, ops.index(acc)))
                 t_before = t.copy()
                 t[acc_rows] += hs[acc]
-                h[rows] = np.clip(
-                    hs * np.nan_to_num(fac, nan=controller.shrink),
-                    controller.h_min,
-                    controller.h_max,
-                )
-                # failures: a non-finite error or state, a state beyond the bound, a step that
-                # underflowed, or a step rejected at h_min (the tolerance cannot be met)
+                fac = np.where(finite_err & np.isfinite(fac), fac, 0.1)
+                h[rows] = np.clip(hs * fac, controller.h_min, controller.h_max)
+                # a state beyond the bound (or non-finite) diverged; a step that cannot shrink
+                # (t + h = t) or that was rejected at h_min stalled
                 bad = self.rows_bad(new_x)
-                bad[rows] |= ~np.isfinite(err)
+                stalled = (t + h == t) | ~(h > 0)
                 if controller.h_min > 0:
-                    bad[rows] |= ~acc & (hs <= controller.h_min * (1 + 1e-12))
-                bad |= h < 1e-14 * max(1.0, abs(target))
+                    stalled[rows] |= ~acc & (hs <= controller.h_min * (1 + 1e-12))
+                stalled &= ~bad
                 out = self.outside(new_x, ops.column(t), margin[self.active])
                 if out is not None and (out & ~bad).any():  # left the domain: last state inside
                     out &= ~bad
                     self.x, new_x = self._stop_rows(
                         out, "domain", self.x, new_x, ops.column(t_before)
                     )
-                    t, h, t_before, bad = t[~out], h[~out], t_before[~out], bad[~out]
+                    drop(out)
+                    t_before, bad, stalled = t_before[~out], bad[~out], stalled[~out]
                 prev, self.x = self.x, new_x
                 if bad.any():  # stopped with their last accepted (finite) state
                     frozen = ops.take(prev, ops.index(bad))
-                    keep = self.stop(bad, "diverged", t[bad], frozen, ops.column(t_before[bad]))
-                    self.x = ops.take(self.x, keep)
-                    t, h = t[~bad], h[~bad]
+                    kept = self.stop(
+                        bad, "diverged", rowv["t"][bad], frozen, ops.column(t_before[bad])
+                    )
+                    self.x, prev = ops.take(self.x, kept), ops.take(prev, kept)
+                    drop(bad)
+                    t_before, stalled = t_before[~bad], stalled[~bad]
+                if stalled.any():
+                    frozen = ops.take(prev, ops.index(stalled))
+                    kept = self.stop(
+                        stalled,
+                        "stalled",
+                        rowv["t"][stalled],
+                        frozen,
+                        ops.column(t_before[stalled]),
+                    )
+                    self.x = ops.take(self.x, kept)
+                    drop(stalled)
                 if self.gtol is not None and len(self.active):
-                    _, g = self.field.loss_and_grad(self.x[self.position], ops.column(t))
+                    _, g = self.field.loss_and_grad(self.x[self.position], ops.column(rowv["t"]))
                     conv = ops.np((g * g).sum(-1) ** 0.5) < self.gtol
                     if conv.any():
                         idx = ops.index(conv)
-                        keep = self.stop(
-                            conv, "converged", t[conv], ops.take(self.x, idx), ops.column(t[conv])
-                        )
-                        self.x = ops.take(self.x, keep)
-                        t, h = t[~conv], h[~conv]
+                        stop(conv, "converged", ops.take(self.x, idx), rowv["t"][conv])
             if len(self.active):
-                self.save(ops.column(t))
+                keep = self.save(ops.column(rowv["t"]))
+                if keep is not None:
+                    drop(~keep)
             else:
                 self._skip_save()
             if bar is not None:
@@ -824,11 +1056,32 @@ def _scipy_event(
 
 
 def _fill_globals(run: _Run, grid: np.ndarray) -> None:
-    """H, F and |∇F| at every saved state (after the fact, for the solver backends)."""
+    """H, F and |∇F| at every saved state (after the fact, for the solver backends).
+
+    A row where they are not finite at a saved (finite) state is flagged ``"nonfinite"``
+    and keeps its previous saved state and values from there on; at the start it is an
+    error (the objective must be finite at x₀)."""
     field = NumericField(run.system, run.field.objective, run.field.params, run.backend)
     for s in range(len(grid)):
         x = {b: run.out[b][s] for b in run.names}
         run.H[s], run.F[s], run.G[s] = run.snapshot(x, grid[s], field)
+        bad = run._nonfinite(run.H[s], run.F[s], run.G[s])
+        if bad is None:
+            continue
+        rows = np.flatnonzero(bad)
+        if s == 0:
+            raise ValueError(
+                f"the objective (F, ∇F or H) is not finite at the start of trajectories "
+                f"{rows[:10].tolist()}; give starts where it is finite"
+            )
+        idx = run.ops.index(bad)
+        for b in run.names:
+            run.out[b][s:, idx] = run.out[b][s - 1, idx]
+        for arr in (run.H, run.F, run.G):
+            arr[s, idx] = arr[s - 1, idx]
+        fresh = run.status[rows] != "nonfinite"
+        run.status[rows[fresh]] = "nonfinite"
+        run.t_stop[rows[fresh]] = grid[s - 1]
     run.saved = len(grid)
 
 
@@ -861,12 +1114,25 @@ def _run_torchdiffeq(
         (v,) = run._domain_fn(xs, F, None, t, **values)
         return torch.as_tensor(v, dtype=ref.dtype, device=ref.device).reshape(-1, 1)
 
+    blowup = run.blowup
+
     def func(t: Any, y: tuple[Any, ...]) -> tuple[Any, ...]:
+        # rows are independent but share dopri5's step: a row whose state passed the blow-up
+        # bound, or whose derivative is not finite, is frozen (zero derivative) so that it
+        # cannot stall the others; it is flagged "diverged" afterwards with its last state
+        # within the bound
         xs = dict(zip(names, y, strict=True))
         dx = field(xs, t)
-        if margin is None:
+        live = None
+        for b in names:
+            ok = torch.isfinite(dx[b]).all(-1, keepdim=True) & (
+                y[names.index(b)].abs().amax(-1, keepdim=True) <= blowup
+            )
+            live = ok if live is None else live & ok
+        if margin is not None:
+            live = live & (domain(xs, t) > margin)
+        if bool(live.all()):
             return tuple(dx[b] for b in names)
-        live = domain(xs, t) > margin
         return tuple(torch.where(live, dx[b], torch.zeros_like(dx[b])) for b in names)
 
     tt = torch.as_tensor(grid, dtype=ref.dtype, device=ref.device)
@@ -882,8 +1148,8 @@ def _run_torchdiffeq(
     except AssertionError as exc:  # torchdiffeq signals a collapsed step this way
         raise FloatingPointError(
             f"torchdiffeq's {method} failed ({exc}); one step size is shared by the whole "
-            "batch, so one diverging trajectory stops them all: use backend='torch' with an "
-            "odeopt scheme for sweeps that may diverge"
+            "batch, and it collapsed on finite rows (a stiff or singular trajectory): use "
+            "backend='torch' with an odeopt scheme, or scipy per trajectory"
         ) from exc
     k = len(grid)
     Y = torch.stack(ys, 1)  # (time, blocks, batch, n)
@@ -938,7 +1204,7 @@ def integrate(
     blowup: float = 1e100,
     chunk_size: int = 1 << 17,
     progress: bool | None = None,
-    max_steps: int = 10**7,
+    max_steps: int = 100_000,
     scipy_mode: str = "batched",
 ) -> Trajectory:
     """Integrate ẋ = f(x, t) of ``system`` on ``problem`` from a batch of initial states.
@@ -971,6 +1237,14 @@ def integrate(
             "the problem must have value_and_grad(theta) -> (F, ∇F) (see odeopt.problems), "
             f"got {type(problem).__name__}"
         )
+    if not isinstance(x0, Mapping):
+        raise TypeError(
+            "x0 maps block names to arrays of shape (batch, n), e.g. {'theta': theta0}; "
+            f"got {type(x0).__name__}"
+        )
+    t_span, steps, h, rtol, atol, gtol, blowup, chunk_size, max_steps = _check_arguments(
+        t_span, steps, h, rtol, atol, gtol, blowup, chunk_size, max_steps
+    )
     events = [events] if isinstance(events, Event) else list(events)
     method = scheme if isinstance(scheme, str) else None
     if backend is None:
@@ -1053,9 +1327,15 @@ def integrate(
         if events and sch is not None:
             raise ValueError("events are located with fixed-step schemes; pick one, e.g. 'rk4'")
         if t_eval is not None:
-            grid = np.asarray(t_eval, dtype=float)
-            if grid[0] != t0 or grid[-1] != t1 or np.any(np.diff(grid) <= 0):
-                raise ValueError(f"t_eval must increase from t0 = {t0} to t1 = {t1}")
+            grid = np.asarray(_real_array("t_eval", t_eval), dtype=float).reshape(-1)
+            if (
+                grid.size < 2
+                or grid[0] != t0
+                or grid[-1] != t1
+                or not np.isfinite(grid).all()
+                or np.any(np.diff(grid) <= 0)
+            ):
+                raise ValueError(f"t_eval must increase from t0 = {t0:g} to t1 = {t1:g}")
         elif isinstance(save, str) and save == "final":
             grid = np.array([t0, t1])
         elif isinstance(save, str) and save == "all":

@@ -12,7 +12,18 @@ from .events import EventRecord
 
 __all__ = ["EnergyIncrease", "EnergyReport", "Trajectory"]
 
-STATUSES = ("ok", "converged", "diverged", "event", "domain")
+#: every value ``Trajectory.status`` takes (the README lists them with their meaning)
+STATUSES = (
+    "ok",
+    "converged",
+    "diverged",
+    "event",
+    "domain",
+    "max_steps",
+    "stalled",
+    "unconverged",
+    "nonfinite",
+)
 
 
 @dataclass(frozen=True)
@@ -76,15 +87,26 @@ class Trajectory:
     """Saved states of a batch of trajectories.
 
     ``t`` (time,), ``traj[block]`` (time, batch, n), ``energy`` H, ``loss`` F and
-    ``grad_norm`` |∇F|, each (time, batch); ``status`` per trajectory: ``"ok"`` (ran to the
-    end), ``"converged"`` (|∇F| < gtol), ``"domain"`` (it left the domain of a level-set system,
-    e.g. BBI's V = F − ΔV ≤ 0, with a fixed-step scheme; the last state inside is kept),
-    ``"diverged"`` (a value became
-    non-finite or beyond
-    the blow-up bound: stopped, its last finite state kept), ``"event"`` (stopped by a
-    terminal event); ``t_stop`` the time of that (NaN for "ok"). A stopped trajectory keeps
-    its stopping state at later saved times. ``events`` lists every event that fired.
-    Arrays are numpy or torch like the input.
+    ``grad_norm`` |∇F|, each (time, batch); ``status`` per trajectory:
+
+    * ``"ok"``: ran to the end;
+    * ``"converged"``: |∇F| < gtol (adaptive schemes that report an Euler predictor also
+      stop where the predictor meets it, at the predictor);
+    * ``"diverged"``: the state became non-finite or exceeded the blow-up bound;
+    * ``"event"``: stopped by a terminal event;
+    * ``"domain"``: reached the edge of a level set's domain (BBI's V = F − ΔV → 0);
+    * ``"max_steps"``: an adaptive run took ``max_steps`` steps (accepted and rejected) on
+      this trajectory before the end;
+    * ``"stalled"``: an adaptive step size underflowed (t + h = t) or was rejected at h_min:
+      the tolerance cannot be met there;
+    * ``"unconverged"``: an implicit scheme's solve missed its tolerance even after step
+      halving (the discrete-gradient scheme's energy guarantee would not hold);
+    * ``"nonfinite"``: F, ∇F or H became non-finite at a finite state (detected at the
+      saved points).
+
+    A stopped trajectory keeps its last good state (and its H, F, |∇F|) at later saved times,
+    ``t_stop`` is when it stopped (NaN for "ok"): NaN never enters the arrays.
+    ``events`` lists every event that fired. Arrays are numpy or torch like the input.
     """
 
     t: Any

@@ -29,6 +29,10 @@ class EulerRichardson(Scheme):
         error = ½h (k₂ − k₁).  Order 1. For gradient flow this is θᵢ = θ − ηg(θ),
         θ ← θ − ηg(θᵢ), err = ½η|g(θ) − g(θᵢ)|; with ``StepController(norm="l2", rtol=0,
         atol=tol, grow=inf, shrink=0)`` the step update η ← 0.9η/√err is the reference's.
+        The step reports the Euler predictor x + h·f(x) (``info["predictor"]``): with
+        ``gtol``, ``integrate`` stops a trajectory where |∇F| < gtol there, as the reference
+        does (its accepted iterates may settle at the stability edge h ≈ 2/λmax·…, where
+        |∇F| stays large while the predictor lands on the minimum).
     """
 
     name = "euler_richardson"
@@ -49,10 +53,13 @@ class EulerRichardson(Scheme):
             k2 = f(axpy(x, half * h, k1), t + half * h)
             err_scale = h
         else:
-            k2 = f(axpy(x, h, k1), t + h)
+            probe = axpy(x, h, k1)
+            k2 = f(probe, t + h)
             err_scale = half * h
         x1 = axpy(x, h, k2)
         error = {b: err_scale * (k2[b] - k1[b]) for b in k1}
+        if self.variant == "reference":  # the Euler predictor, where the reference tests |∇F|
+            return Step(x1, error, info={"predictor": probe})
         return Step(x1, error)
 
     def __repr__(self) -> str:
