@@ -84,6 +84,11 @@ def run(**kw):
         (dict(x0={"theta": [["a", "b"]]}), TypeError, r"x0\['theta'\] must be an array of real"),
         (dict(x0={"theta": np.full((3, 2), np.inf)}), ValueError, r"x0\['theta'\] must be finite"),
         (dict(x0={"theta": np.ones((3, 2, 1))}), ValueError, r"shape \(batch, n\)"),
+        (
+            dict(x0={"theta": np.full((1, 2), 1e200)}, scheme="rk45"),
+            ValueError,
+            r"x0\['theta'\] has \|x\| = 1e\+200 > blowup = 1e\+100",
+        ),
         (dict(x0={"theta": np.ones((3, 5))}), ValueError, r"n = 5, but the problem has dim 2"),
         (dict(x0={"p": np.ones((3, 2))}), ValueError, r"block\(s\) \['p'\]"),
         (

@@ -1288,6 +1288,13 @@ def integrate(
         sch = _schemes.for_system(_schemes.get(scheme), system)
     dim = getattr(problem, "dim", None)
     x = _prepare_x0(system, x0, backend, dim)
+    for b, v in x.items():  # a start beyond the bound would be "diverged" before any step
+        biggest = float(abs(v).max()) if v.shape[0] * v.shape[1] else 0.0
+        if biggest > blowup:
+            raise ValueError(
+                f"x0[{b!r}] has |x| = {biggest:.3g} > blowup = {blowup:g}; start within the "
+                "bound (or raise blowup=)"
+            )
     ref = next(iter(x.values()))
     B = ref.shape[0]
     p = _prepare_params(system, params, B, backend, ref)
