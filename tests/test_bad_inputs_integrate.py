@@ -125,6 +125,32 @@ def test_bad_argument_is_named(kwargs: dict, error: type, match: str) -> None:
         run(**kwargs)
 
 
+@pytest.mark.parametrize(
+    ("make", "error", "match"),
+    [
+        (lambda: oo.schemes.StepController(rtol=float("nan")), ValueError, r"rtol must be finite"),
+        (lambda: oo.schemes.StepController(atol="x"), TypeError, r"atol must be a real number"),
+        (lambda: oo.schemes.StepController(rtol=0, atol=0), ValueError, r"not both 0"),
+        (lambda: oo.schemes.StepController(h_min=1, h_max=0.5), ValueError, r"h_min ≤ h_max"),
+        (lambda: oo.schemes.StepController(safety=2.0), ValueError, r"safety must lie in"),
+        (lambda: oo.schemes.StepController(norm="max"), ValueError, r"norm must be 'rms' or"),
+        (lambda: oo.schemes.EnergyDecrease("euler", lam=1.5), ValueError, r"lam must lie in"),
+        (
+            lambda: oo.schemes.EnergyDecrease("euler", shrink=float("inf")),
+            ValueError,
+            r"shrink must be finite",
+        ),
+        (lambda: oo.schemes.EnergyDecrease("euler", h_max=0), ValueError, r"h_max must be > 0"),
+        (lambda: oo.schemes.EnergyDecrease("rk45"), ValueError, r"unknown scheme 'rk45'"),
+        (lambda: oo.schemes.EulerRichardson("textbook"), ValueError, r"variant must be"),
+        (lambda: oo.Event(oo.loss(oo.blocks("theta")), tol=float("nan")), ValueError, "tol"),
+    ],
+)
+def test_bad_scheme_or_controller_argument_is_named(make, error, match) -> None:
+    with pytest.raises(error, match=match):
+        make()
+
+
 def test_an_integral_float_step_count_is_taken() -> None:
     tr = run(t_span=None, steps=10.0, h=0.1)
     assert tr.stats["steps"] == 10 and len(tr.t) == 11

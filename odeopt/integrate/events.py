@@ -41,8 +41,8 @@ class Event:
     def __post_init__(self) -> None:
         if self.direction not in (-1, 0, 1):
             raise ValueError(f"direction must be -1, 0 or +1, got {self.direction}")
-        if self.tol <= 0:
-            raise ValueError(f"tol must be positive, got {self.tol}")
+        if not (isinstance(self.tol, (int, float)) and 0 < self.tol < float("inf")):
+            raise ValueError(f"tol must be a finite number > 0, got tol={self.tol!r}")
         if self.terminal and self.action is not None:
             raise ValueError("a terminal event stops the trajectory; it takes no action")
         if not (callable(self.fn) or isinstance(self.fn, sp.Expr)):

@@ -17,6 +17,16 @@ from .base import Field, Scheme, State, Step, axpy
 __all__ = ["EnergyController", "EnergyDecrease", "EulerRichardson", "StepController"]
 
 
+def _check_reals(obj: Any, *names: str, allow_inf: bool = False) -> None:
+    """Each named attribute is a real number, finite unless ``allow_inf`` (never NaN)."""
+    for name in names:
+        value = getattr(obj, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise TypeError(f"{name} must be a real number, got {name}={value!r}")
+        if np.isnan(value) or (np.isinf(value) and not allow_inf):
+            raise ValueError(f"{name} must be finite, got {name}={value}")
+
+
 class EulerRichardson(Scheme):
     """Euler–Richardson: an Euler step and a corrected step, their difference the error.
 
@@ -88,6 +98,12 @@ class StepController:
     def __post_init__(self) -> None:
         if self.norm not in ("rms", "l2"):
             raise ValueError(f"norm must be 'rms' or 'l2', got {self.norm!r}")
+        _check_reals(self, "rtol", "atol", "safety", "shrink", "h_min")
+        _check_reals(self, "grow", "h_max", allow_inf=True)
+        if not self.h_min <= self.h_max:
+            raise ValueError(f"need h_min ≤ h_max, got h_min={self.h_min}, h_max={self.h_max}")
+        if self.h_min < 0:
+            raise ValueError(f"h_min must be ≥ 0, got h_min={self.h_min}")
         if self.rtol < 0 or self.atol < 0 or (self.rtol == 0 and self.atol == 0):
             raise ValueError(
                 f"rtol and atol must be ≥ 0 and not both 0, got rtol={self.rtol}, atol={self.atol}"
@@ -149,6 +165,15 @@ class EnergyDecrease(Scheme):
     ) -> None:
         from . import get
 
+        for name, value in (("lam", lam), ("shrink", shrink), ("grow", grow), ("h_max", h_max)):
+            if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(
+                value, bool
+            ):
+                raise TypeError(f"{name} must be a real number, got {name}={value!r}")
+            if np.isnan(value) or (np.isinf(value) and name not in ("grow", "h_max")):
+                raise ValueError(f"{name} must be finite, got {name}={value}")
+        if not h_max > 0:
+            raise ValueError(f"h_max must be > 0, got h_max={h_max}")
         self.inner = get(inner)
         if self.inner.adaptive or self.inner.implicit:
             raise ValueError(f"energy control wraps an explicit fixed-step scheme, not {inner!r}")
@@ -187,6 +212,10 @@ class EnergyController:
     h_max: float = float("inf")
 
     def __post_init__(self) -> None:
+        _check_reals(self, "shrink", "h_min")
+        _check_reals(self, "grow", "h_max", allow_inf=True)
+        if not 0 <= self.h_min <= self.h_max:
+            raise ValueError(f"need 0 ≤ h_min ≤ h_max, got h_min={self.h_min}, h_max={self.h_max}")
         if not 0 < self.shrink < 1 or self.grow < 1:
             raise ValueError(f"need 0 < shrink < 1 and grow ≥ 1, got {self.shrink}, {self.grow}")
 
