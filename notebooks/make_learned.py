@@ -67,7 +67,8 @@ cells = [
     ),
     nbf.v4.new_markdown_cell(
         "**The cell it learned** is still a pH system: the same balance, now with the "
-        "trained weights (R = D positive semidefinite, so the verdict is unchanged)."
+        "trained weights (R = D positive semidefinite, so dH/dt ≤ yᵀu: the verdict is "
+        "'passive' — its input u = G(q) has no sign)."
     ),
     nbf.v4.new_code_cell(
         "trained = result.net.cell.double()\n"

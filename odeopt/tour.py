@@ -306,7 +306,12 @@ def _learned_lines() -> list[str]:
         "|---|---|",
     ]
     lines += [f"| {k} | {v[-1].mean():.3f} |" for k, v in rows.items()]
-    lines += ["", f"The trained cell's energy verdict: {verdict} (D = KKᵀ).", ""]
+    lines += [
+        "",
+        f"The trained cell's energy verdict: {verdict} (D = KKᵀ ⪰ 0, so dH/dt ≤ yᵀu; the "
+        "input u = G(q) has no sign).",
+        "",
+    ]
     return lines
 
 

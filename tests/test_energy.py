@@ -111,7 +111,9 @@ def test_feedback_port_supply():
     assert b.nonincreasing is True
 
 
-def test_external_input_is_dissipative_relative_to_supply():
+def test_external_input_is_passive_not_dissipative():
+    """dH/dt = −γ|p|²/m² + (w/m)Σp ≤ yᵀu, but H rises for w·Σp large: "passive", not
+    "dissipative" (the verdict answers whether H decreases, closed loop included)."""
     theta, p = oo.blocks("theta p")
     m, gamma = oo.parameters("m gamma", positive=True)
     F = oo.loss(theta)
@@ -126,9 +128,12 @@ def test_external_input_is_dissipative_relative_to_supply():
         parameters={m: 1.0, gamma: 0.1, w: None},
     )
     b = system.energy_balance()
-    assert b.verdict == "dissipative"
+    assert b.verdict == "passive"
+    assert "passive with respect to the port" in b.reason
+    assert "not proved to decrease" in b.reason
     assert sp.simplify(b.supply - w / m * oo.total(p)) == 0
-    assert b.nonincreasing is None  # the supply can have any sign
+    assert b.nonincreasing is False  # the supply can have any sign: the search finds H rising
+    assert b.counterexample is not None and b.counterexample["value"] > 0
 
 
 def test_explicit_time_dependence_is_reported():

@@ -8,12 +8,34 @@ For ẋ = (J − R)∇H + Gu, y = Gᵀ∇H and auxiliary blocks ṡ = f(…):
 Per-coordinate sums are rewritten as globals: Σᵢ c·φ(xᵢ) = c·Σᵢ φ(xᵢ) for coordinate-free c,
 so heavy ball's balance reads −(γ/m²)|p|².
 
-Verdicts:
-* ``"conservative"``: dH/dt ≡ 0;
-* ``"dissipative"``: dH/dt − yᵀu ≤ 0 proved, from the sign of the simplified expression under
-  the symbols' assumptions, or from the structure (R ⪰ 0 proved and no ∂H/∂t or auxiliary term);
-* ``"not proved"``: with the reason and the outcome of a numeric search for a counter-example
-  (random states, gradients, losses, times and parameters consistent with their assumptions).
+The verdict answers one question: does H decrease along the system *as defined*, closed
+loop included? A port input u is always substituted (feedback u = κ(y) is the expression
+κ(Gᵀ∇H); an input such as Adam's −m/(√s + ε) is an expression of the state), so ``rate`` is
+the closed-loop dH/dt. Verdicts:
+
+* ``"conservative"``: dH/dt ≡ 0.
+* ``"dissipative"``: dH/dt ≤ 0 is *proved* (``nonincreasing`` is True): from the sign of the
+  simplified closed-loop rate under the symbols' assumptions, or from the structure —
+  −∇HᵀR∇H ≤ 0 because R ⪰ 0 is proved, no ∂H/∂t or auxiliary term, and a supply yᵀu that is
+  0 or proved ≤ 0 (e.g. u = −k·y with k ≥ 0).
+* ``"passive"``: dH/dt ≤ yᵀu is proved (lossless, dH/dt = yᵀu, or R ⪰ 0), i.e. the system is
+  passive with respect to its port (u, y) — but the supply yᵀu is not proved ≤ 0, so H itself
+  is not proved to decrease. This is a fact about the port, not an answer "H decreases":
+  Adam (H = F, supply −Σ g·m/(√s + ε) with no sign) is passive, and so is feedback
+  u = +k·y (k > 0, supply k|y|² ≥ 0: energy injection). ``nonincreasing`` is False when the
+  numeric search finds a state with dH/dt > 0, else None.
+* ``"not proved"``: neither; ``reason`` says why and a numeric search for a state with
+  dH/dt > 0 (random states, gradients, losses, times and parameters consistent with their
+  assumptions) fills ``counterexample`` (then ``nonincreasing`` is False).
+
+A system with a metric that is not coordinate-wise (θ' = −P(θ)∇F, see
+:mod:`odeopt.symbolic.metric`) has dH/dt = −∇FᵀP∇F: "dissipative" needs P ⪰ 0 proved by the
+metric's construction (``psd = "proved"``, e.g. Levenberg–Marquardt) or declared by its author
+(``psd = "declared"``) and not refuted by the metric's numeric check; otherwise "not proved".
+
+Where H is bounded below only for some parameter values (a kinetic term c·|p|² whose
+coefficient's sign is undecided), ``reason`` says so: a decreasing H that is unbounded below
+proves nothing. A coefficient known to be negative is refused when the system is defined.
 """
 
 from __future__ import annotations
@@ -44,7 +66,7 @@ if TYPE_CHECKING:
 
 __all__ = ["EnergyBalance", "energy_balance", "to_globals"]
 
-VERDICTS = ("conservative", "dissipative", "not proved")
+VERDICTS = ("conservative", "dissipative", "passive", "not proved")
 
 
 @dataclass
@@ -53,8 +75,10 @@ class EnergyBalance:
 
     ``rate`` = dH/dt; ``dissipation`` = −Σ∇HᵀR∇H; ``supply`` = Σyᵀu;
     ``auxiliary`` = Σ ∂H/∂s·ṡ over auxiliary blocks; ``time_derivative`` = ∂H/∂t.
-    ``nonincreasing`` says whether dH/dt ≤ 0 was proved (True), refuted numerically (False) or
-    neither (None).
+    ``verdict`` is one of :data:`VERDICTS` (see the module). ``nonincreasing`` says whether
+    the closed-loop dH/dt ≤ 0 was proved (True), refuted numerically (False) or neither (None).
+    ``extra["bounded_below"]`` holds the conditions (c ≥ 0) under which H is bounded below
+    where they could not be decided.
     """
 
     system: str
@@ -203,51 +227,85 @@ def numeric_search(
     return int(valid.sum()), example
 
 
+def _search_reason(checked: int, example: dict[str, Any] | None) -> str:
+    if example is None:
+        return f"a numeric search found no state with dH/dt > 0 in {checked} samples"
+    return (
+        f"a numeric search found dH/dt = {example['value']:.3g} > 0 "
+        "(counter-example in .counterexample)"
+    )
+
+
 def decide(
     rate: sp.Expr,
     supply: sp.Expr,
     structural: tuple[bool, str],
     search: Callable[[], tuple[int, dict[str, Any] | None]],
+    hamiltonian: sp.Expr | None = None,
 ) -> tuple[str, str, bool | None, dict[str, Any] | None, int]:
-    """The verdict from dH/dt, yᵀu, a structural argument and a numeric search."""
+    """The verdict (see the module) from the closed-loop dH/dt (``rate``), the supply yᵀu,
+    a structural argument for dH/dt − yᵀu ≤ 0 and a numeric search for a state with
+    dH/dt > 0. Returns (verdict, reason, nonincreasing, counter-example, samples checked)."""
     if rate == 0:
         return "conservative", "dH/dt simplifies to 0", True, None, 0
-    excess = sp.simplify(rate - supply)
-    nonincreasing = True if rate.is_nonpositive else None
-    if excess == 0:
-        why = "dH/dt = yᵀu exactly (lossless)"
-        if nonincreasing is None:
-            why += "; H itself decreases only where the supply yᵀu ≤ 0, which is not proved"
-        return "dissipative", why, nonincreasing, None, 0
-    if excess.is_nonpositive:
+    loop = " (the closed loop: u substituted)" if supply != 0 else ""
+    if rate.is_nonpositive:
         return (
             "dissipative",
-            "dH/dt − yᵀu ≤ 0 follows from the symbols' assumptions",
-            nonincreasing,
+            f"dH/dt ≤ 0 follows from the symbols' assumptions{loop}",
+            True,
             None,
             0,
         )
-    ok, why = structural
-    if ok:
-        return "dissipative", why, nonincreasing, None, 0
-    checked, example = search()
-    if example is None:
-        reason = (
-            f"{why}; the sign of dH/dt − yᵀu = {excess} could not be decided symbolically; "
-            f"a numeric search found no counter-example in {checked} samples"
-        )
+    excess = sp.simplify(rate - supply)
+    if excess == 0:
+        passive, why = True, "dH/dt = yᵀu exactly (lossless with respect to the port)"
+    elif excess.is_nonpositive:
+        passive, why = True, "dH/dt − yᵀu ≤ 0 follows from the symbols' assumptions"
     else:
-        reason = (
-            f"{why}; a numeric search found dH/dt − yᵀu = {example['value']:.3g} > 0 "
-            f"(counter-example in .counterexample)"
+        passive, why = structural
+    if passive and supply == 0:
+        return "dissipative", why, True, None, 0
+    if passive and supply.is_nonpositive:
+        return (
+            "dissipative",
+            f"{why}, and the supply yᵀu = {supply} ≤ 0 follows from the symbols' assumptions, "
+            "so dH/dt ≤ 0 (the closed loop dissipates)",
+            True,
+            None,
+            0,
         )
-        nonincreasing = False if example["value"] > 0 and supply == 0 else nonincreasing
+    checked, example = search()
+    nonincreasing = False if example is not None else None
+    if passive:
+        short = hamiltonian is not None and isinstance(hamiltonian, sp.Symbol)
+        what = f"H = {hamiltonian}" if short else "H"  # Adam: "H = F itself …"
+        sign = (
+            "is ≥ 0: the input injects energy"
+            if supply.is_nonnegative
+            else "has no proved sign (≤ 0 is not proved)"
+        )
+        reason = (
+            f"{why}: passive with respect to the port (dH/dt ≤ yᵀu), but the supply "
+            f"yᵀu = {supply} {sign}, so {what} itself is not proved to decrease; "
+            + _search_reason(checked, example)
+        )
+        return "passive", reason, nonincreasing, example, checked
+    reason = (
+        f"{why}; the sign of dH/dt = {rate} could not be decided symbolically; "
+        + _search_reason(checked, example)
+    )
     return "not proved", reason, nonincreasing, example, checked
 
 
 def _metric_balance(system: PortHamiltonian) -> EnergyBalance:
-    """A gradient system with a full metric P: dH/dt = −∇FᵀP∇F ≤ 0 (P ⪰ 0 by construction)."""
-    gPg = sp.Symbol("<g,P*g>", nonnegative=True)
+    """A gradient system with a full metric P: dH/dt = −∇FᵀP∇F, ≤ 0 when P ⪰ 0.
+
+    "dissipative" needs P ⪰ 0 proved by the metric's construction (``psd = "proved"``) or
+    declared (``psd = "declared"``), and not refuted by :meth:`Metric.check_psd`; else
+    "not proved" (with the check's counter-example, if any: then ``nonincreasing`` is False).
+    """
+    gPg = sp.Symbol("<g,P*g>", real=True)
     if (
         system.blocks != (system.loss.block,)
         or sp.simplify(  # type: ignore[union-attr]
@@ -258,6 +316,39 @@ def _metric_balance(system: PortHamiltonian) -> EnergyBalance:
         or system.G.shape[1]
     ):
         raise StructureError("a metric is supported for gradient systems H = F, θ' = −P∇F")
+    metric = system.metric
+    claim = getattr(metric, "psd", None)
+    description = getattr(metric, "description", type(metric).__name__)
+    check = metric.check_psd() if hasattr(metric, "check_psd") else None
+    ok, how, example, checked = check if check is not None else (None, "no check", None, 0)
+    if example is not None:
+        verdict, nonincreasing = "not proved", False
+        reason = f"{description}: {how}, so dH/dt = −∇FᵀP∇F > 0 there"
+        if claim:
+            reason += f" although the metric states P ⪰ 0 ({claim})"
+    elif claim == "proved":
+        verdict, nonincreasing = "dissipative", True
+        proof = getattr(metric, "psd_proof", "") or "by its construction"
+        reason = (
+            f"{description}: P ⪰ 0 {proof}, so dH/dt = −∇FᵀP∇F ≤ 0 (not coordinate-wise: "
+            f"P by construction, not by sympy; {how})"
+        )
+    elif claim == "declared" and ok:
+        verdict, nonincreasing = "dissipative", True
+        reason = (
+            f"{description}: P ⪰ 0 is declared by the metric and {how}, so "
+            "dH/dt = −∇FᵀP∇F ≤ 0 (a declaration checked numerically, not a symbolic proof)"
+        )
+    else:
+        verdict, nonincreasing = "not proved", None
+        if claim == "declared":
+            reason = f"{description}: P ⪰ 0 is declared but could not be checked: {how}"
+        else:
+            reason = (
+                f"{description}: the metric does not state that P ⪰ 0 (set psd = 'proved' "
+                "with psd_proof, or psd = 'declared' to have it checked), so the sign of "
+                f"dH/dt = −∇FᵀP∇F is not proved ({how})"
+            )
     return EnergyBalance(
         system=system.name,
         hamiltonian=system.hamiltonian,
@@ -266,19 +357,41 @@ def _metric_balance(system: PortHamiltonian) -> EnergyBalance:
         supply=sp.Integer(0),
         auxiliary=sp.Integer(0),
         time_derivative=sp.Integer(0),
-        verdict="dissipative",
-        reason=f"{system.metric.description} is symmetric positive definite, so "
-        "dH/dt = −∇FᵀP∇F ≤ 0 (not coordinate-wise: P by construction, not by sympy)",
-        nonincreasing=True,
-        counterexample=None,
-        samples_checked=0,
+        verdict=verdict,
+        reason=reason,
+        nonincreasing=nonincreasing,
+        counterexample=example,
+        samples_checked=checked,
     )
 
 
+def _check_samples(samples: Any, seed: Any) -> None:
+    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 0:
+        raise ValueError(f"samples must be an integer ≥ 0, got samples={samples!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an integer, got seed={seed!r}")
+
+
+def _with_bounds(system: PortHamiltonian, balance: EnergyBalance) -> EnergyBalance:
+    """Append the undecided conditions for H to be bounded below (see the module)."""
+    conditions = getattr(system, "bounded_below_conditions", ())
+    if conditions:
+        shown = "; ".join(f"{c} ≥ 0 (the coefficient of {term})" for term, c in conditions)
+        balance.extra["bounded_below"] = [c for _, c in conditions]
+        balance.reason += (
+            f"; note: H is bounded below only if {shown} — not decided for these parameters "
+            "(a value that makes it negative is refused when given)"
+        )
+    return balance
+
+
 def energy_balance(system: PortHamiltonian, samples: int = 2000, seed: int = 0) -> EnergyBalance:
-    """dH/dt = −∇HᵀR∇H + yᵀu + Σ∂H/∂s·ṡ + ∂H/∂t for a :class:`PortHamiltonian`."""
+    """dH/dt = −∇HᵀR∇H + yᵀu + Σ∂H/∂s·ṡ + ∂H/∂t for a :class:`PortHamiltonian`, with the
+    closed-loop verdict (see the module). ``samples`` (≥ 0) states of the numeric search for
+    dH/dt > 0, drawn with ``seed``."""
+    _check_samples(samples, seed)
     if system.metric is not None:
-        return _metric_balance(system)
+        return _with_bounds(system, _metric_balance(system))
     H = system.hamiltonian
     grad = system.grad_hamiltonian
     # the pH form: a level-set system's field equals it on H = E (see EnergyLevel)
@@ -310,10 +423,13 @@ def energy_balance(system: PortHamiltonian, samples: int = 2000, seed: int = 0) 
         structural = (False, "R is not positive semidefinite")
 
     def search() -> tuple[int, dict[str, Any] | None]:
-        return numeric_search(system, sp.expand(total_c - supply_c), dHdt_explicit, samples, seed)
+        # the closed-loop rate (u substituted): the user's question is whether H rises
+        return numeric_search(system, sp.expand(total_c), dHdt_explicit, samples, seed)
 
-    verdict, reason, nonincreasing, example, checked = decide(rate, supply, structural, search)
-    return EnergyBalance(
+    verdict, reason, nonincreasing, example, checked = decide(
+        rate, supply, structural, search, hamiltonian=H
+    )
+    balance = EnergyBalance(
         system=system.name,
         hamiltonian=H,
         rate=rate,
@@ -327,3 +443,4 @@ def energy_balance(system: PortHamiltonian, samples: int = 2000, seed: int = 0) 
         counterexample=example,
         samples_checked=checked,
     )
+    return _with_bounds(system, balance)

@@ -37,6 +37,12 @@ class ExplicitSystem:
     def __init__(self, system: PortHamiltonian, loss: Any, coordinates: Sequence[sp.Symbol]):
         if system.loss is None:
             raise StructureError(f"{system.name} has no loss; explicit mode needs one")
+        if system.metric is not None:
+            raise StructureError(
+                f"{system.name} has a metric that is not coordinate-wise "
+                f"({getattr(system.metric, 'description', 'metric')}); explicit mode writes the "
+                "coordinate-wise field and would drop it"
+            )
         coords = tuple(coordinates)
         if not coords or not all(isinstance(c, sp.Symbol) for c in coords):
             raise StructureError(f"coordinates must be sympy symbols, got {coordinates!r}")
@@ -90,7 +96,11 @@ class ExplicitSystem:
         return expr.xreplace(reps)
 
     def energy_balance(self, samples: int = 2000, seed: int = 0) -> EnergyBalance:
-        """dH/dt of the concrete system by direct differentiation, with a verdict."""
+        """dH/dt of the concrete system by direct differentiation, with the closed-loop
+        verdict of :mod:`odeopt.symbolic.energy`."""
+        from .energy import _check_samples
+
+        _check_samples(samples, seed)
         sysm = self.system
         H = self.hamiltonian
         rate_expr = sp.Integer(0)
@@ -123,9 +133,11 @@ class ExplicitSystem:
         )
 
         def search() -> tuple[int, dict[str, Any] | None]:
-            return self._search(rate - supply, samples, seed)
+            return self._search(rate, samples, seed)  # the closed-loop dH/dt
 
-        verdict, reason, noninc, example, checked = decide(rate, supply, structural, search)
+        verdict, reason, noninc, example, checked = decide(
+            rate, supply, structural, search, hamiltonian=H
+        )
         return EnergyBalance(
             system=f"{sysm.name} (explicit)",
             hamiltonian=H,

@@ -170,8 +170,16 @@ class Reduction(_Named):
 
 
 def blocks(names: str) -> tuple[Block, ...] | Block:
-    """``theta, p = blocks("theta p")``: n-dimensional state variables (one coordinate each)."""
-    made = tuple(Block(n) for n in names.replace(",", " ").split())
+    """``theta, p = blocks("theta p")``: n-dimensional state variables (one coordinate each).
+
+    Names are separated by spaces or commas; at least one is needed.
+    """
+    if not isinstance(names, str):
+        raise TypeError(f'blocks() takes a string of names, e.g. blocks("theta p"), got {names!r}')
+    split = names.replace(",", " ").split()
+    if not split:
+        raise ValueError(f'blocks() needs at least one name, e.g. blocks("theta p"), got {names!r}')
+    made = tuple(Block(n) for n in split)
     return made[0] if len(made) == 1 else made
 
 
@@ -181,6 +189,15 @@ def parameters(names: str, **assumptions: bool) -> tuple[sp.Symbol, ...] | sp.Sy
     Parameters are real by default; pass ``positive=True`` (or ``nonnegative=True``) where
     physical, so that validation and the energy verdict can use the sign.
     """
+    if not isinstance(names, str):
+        raise TypeError(
+            f'parameters() takes a string of names, e.g. parameters("m gamma"), got {names!r}'
+        )
+    if not names.replace(",", " ").split():
+        raise ValueError(f"parameters() needs at least one name, got {names!r}")
+    for n in names.replace(",", " ").split():
+        if not n.isidentifier():
+            raise ValueError(f"a parameter name must be a Python identifier, got {n!r}")
     assumptions.setdefault("real", True)
     made = sp.symbols(names, **assumptions)
     return made

@@ -48,6 +48,11 @@ class BlockMap(Mapping[Block, sp.Expr]):
             if key not in self._by_name:
                 raise KeyError(f"no block named {key!r}; blocks are {list(self._by_name)}")
             key = self._by_name[key]
+        if key not in self._items:
+            raise KeyError(
+                f"no block {key!r} ({type(key).__name__}); blocks are {list(self._by_name)} "
+                "(index by the Block or its name)"
+            )
         return self._items[key]
 
     def __iter__(self) -> Iterator[Block]:
@@ -95,7 +100,52 @@ def _nonzero(expr: sp.Expr) -> bool:
     return sp.simplify(expr) != 0
 
 
-RESERVED_NAMES = frozenset({"state", "F", "g", "t", "blocks", "backend", "n"})
+RESERVED_NAMES = frozenset({"state", "F", "g", "t", "h", "lr", "blocks", "backend", "n"})
+
+#: block names that collide with a name the pipeline gives to something else
+RESERVED_BLOCK_NAMES = {
+    "lr": "the learning rate of an exported optimizer (the step h)",
+    "h": "the step size of the schemes",
+    "F": "the loss",
+    "g": "the gradient of the loss",
+    "t": "the time",
+}
+
+#: relative tolerance of the skew/symmetry/PSD checks on float entries (per matrix size k):
+#: |Jᵢⱼ + Jⱼᵢ| ≤ tol·k·max|J|, and eigenvalues λ ≥ −tol·k·max|λ| count as ≥ 0 (round-off of
+#: decimals such as R = [[.01, .05], [.05, .25]] = vvᵀ). Exact entries are decided exactly.
+FLOAT_RTOL = 1e-12
+
+_NON_FINITE = (sp.nan, sp.zoo, sp.oo, -sp.oo)
+
+
+def _prepare(M: sp.Matrix) -> tuple[sp.Matrix, float | None, bool]:
+    """(matrix, tolerance or None, rationalized) for the structure checks.
+
+    Exact entries: (M, None, False), decided exactly. All entries numbers with a float among
+    them: (M, FLOAT_RTOL·k·max|Mᵢⱼ|, False), decided numerically with that tolerance.
+    Floats mixed with symbols: each float is read as the shortest decimal that prints it
+    (0.1 → 1/10, sympy's nsimplify(rational=True)) and the result is decided exactly.
+    """
+    if not any(sp.sympify(e).has(sp.Float) for e in M):
+        return M, None, False
+    if all(sp.sympify(e).is_Number for e in M):
+        size = max((abs(float(e)) for e in M), default=0.0)
+        return M, FLOAT_RTOL * max(M.shape[0], 1) * size, False
+    return M.applyfunc(lambda e: sp.nsimplify(e, rational=True)), None, True
+
+
+def _show(e: Any) -> str:
+    """An entry for a message: floats as Python prints them (0.3, not 0.300000000000000)."""
+    e = sp.sympify(e)
+    return f"{float(e):g}" if isinstance(e, sp.Float) else str(e)
+
+
+def _is_zero(expr: sp.Expr, tol: float | None) -> bool:
+    if tol is None:
+        return not _nonzero(expr)
+    return abs(float(expr)) <= tol
+
 
 _ASSUMPTION_CHECKS: tuple[tuple[str, Callable[[float], bool]], ...] = (
     ("positive", lambda v: v > 0),
@@ -116,7 +166,7 @@ def check_value(p: Parameter, value: Any, error: type[Exception]) -> None:
     except (TypeError, ValueError) as exc:
         raise error(f"parameter {p.name!r} must be a real number, got {value!r}") from exc
     if not np.all(np.isfinite(arr)):
-        raise error(f"parameter {p.name!r} must be finite, got {value!r}")
+        raise error(f"parameter {p.name!r} must be finite, got {p.name} = {value!r}")
     for assumption, ok in _ASSUMPTION_CHECKS:
         if p.symbol.assumptions0.get(assumption) and not np.all(ok(arr)):
             raise error(
@@ -145,17 +195,26 @@ class PortHamiltonian:
     aux:
         Auxiliary blocks with their own ODE, ``{s: rate}``.
     parameters:
-        ``{symbol: default value or None}`` for every parameter symbol used.
+        ``{symbol: default value or None}`` for every parameter symbol used (or a list of
+        symbols). A key may be the symbol's name, ``{"m": 1.0}``: it names the one symbol of
+        that name in H, J, R, G, u, aux, the energy level or the switches. Defaults are real
+        finite scalars. The names in ``RESERVED_NAMES`` (``h``, ``lr``, ``t``, ``F``, ``g``,
+        …) and the blocks' names are refused.
     aliases:
-        Keyword names for parameters, ``{"friction": gamma}``; the keyword defaults to the
-        symbol's name.
+        Keyword names for parameters, ``{"friction": gamma}`` (or ``{"friction": "gamma"}``);
+        the keyword defaults to the symbol's name.
 
     Raises
     ------
     StructureError
         Naming the entry: J not skew, R not symmetric or not PSD (also after substituting the
-        default parameter values), H not a scalar of globals, shapes that disagree, undeclared
-        symbols or blocks, parameter values that contradict their symbol's assumptions.
+        default parameter values; exact entries are decided exactly, float entries to the
+        relative tolerance ``FLOAT_RTOL``), non-finite entries or defaults ("is not finite",
+        "must be finite"), H not a scalar of globals, shapes that disagree, undeclared
+        symbols or blocks, blocks named ``lr``, ``h``, ``F``, ``g``, ``t`` (or like the loss,
+        its gradient or a parameter), parameter values that contradict their symbol's
+        assumptions, and H unbounded below through a kinetic term κ·|x|² with κ < 0 (from
+        the assumptions or the defaults, e.g. a negative mass; see :meth:`_kinetic_terms`).
     """
 
     def __init__(
@@ -196,7 +255,18 @@ class PortHamiltonian:
                 raise StructureError(
                     f"G has {self.G.shape[0]} rows, but the system has {k} energy blocks"
                 )
-        self.parameters = self._check_parameters(parameters, aliases)
+        if not isinstance(name, str):
+            raise StructureError(f"name must be a string, got {name!r}")
+        if energy_level is not None and not isinstance(energy_level, EnergyLevel):
+            raise StructureError(
+                f"energy_level must be an odeopt.symbolic.EnergyLevel, got {energy_level!r}"
+            )
+        if isinstance(switches, Switch) or not isinstance(switches, (list, tuple)):
+            raise StructureError(
+                f"switches must be a list of odeopt.symbolic.Switch objects, got {switches!r}"
+            )
+        if aux is not None and not isinstance(aux, Mapping):
+            raise StructureError(f"aux must be a mapping {{block: rate}}, got {aux!r}")
 
         # ∇H per coordinate, by the chain rule through the globals.
         try:
@@ -210,7 +280,17 @@ class PortHamiltonian:
         if u is None:
             self.u = sp.zeros(m, 1)
         else:
-            raw = u(self.y) if callable(u) else u
+            if callable(u):
+                try:
+                    raw = u(self.y)
+                except Exception as exc:  # the user's function: name it and what it was given
+                    raise StructureError(
+                        f"u(y) raised {type(exc).__name__}: {exc}; u is called with the output "
+                        f"y = Gᵀ∇H, a sympy column of {m} entr{'y' if m == 1 else 'ies'}: "
+                        f"{list(self.y)}"
+                    ) from exc
+            else:
+                raw = u
             self.u = _as_matrix(raw, "u")
             if self.u.shape == (1, m) and m != 1:
                 self.u = self.u.T
@@ -218,12 +298,18 @@ class PortHamiltonian:
                 raise StructureError(
                     f"u has shape {self.u.shape[0]}×{self.u.shape[1]}, but G has {m} column(s)"
                 )
-        self.aux = BlockMap([(b, sp.sympify(e)) for b, e in (aux or {}).items()])
+        self.aux = BlockMap(
+            [(b, self._sympify(e, f"aux[{b.name}]")) for b, e in (aux or {}).items()]
+        )
         self.loss = self._find_loss()  # after u and aux: the loss may appear only there
+        self._check_block_names()
+        # after H, J, R, G, u and aux: a parameter given by name is found among their symbols
+        self.parameters = self._check_parameters(parameters, aliases, energy_level, switches)
 
         self._check_symbols()
         self._check_structure(self.J, self.R, "")
         self.r_psd, self.r_psd_reason = self._psd_status(self.R, "")
+        self._kinetic = self._kinetic_terms()
         self._check_parameter_values()
 
         rhs = ((self.J - self.R) * self.grad_hamiltonian + self.G * self.u).applyfunc(sp.simplify)
@@ -297,6 +383,12 @@ class PortHamiltonian:
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise StructureError(f"{what} names repeat: {dup}")
+        for b in out:
+            if b.name in RESERVED_BLOCK_NAMES:
+                raise StructureError(
+                    f"block {b.name!r} ({what}): the name {b.name!r} is reserved for "
+                    f"{RESERVED_BLOCK_NAMES[b.name]}; rename the block"
+                )
         if what == "blocks" and not out:
             raise StructureError("a system needs at least one energy block")
         return out
@@ -320,26 +412,126 @@ class PortHamiltonian:
             )
         return H
 
+    @staticmethod
+    def _sympify(value: Any, where: str) -> sp.Expr:
+        try:
+            e = sp.sympify(value)
+        except (sp.SympifyError, TypeError, SyntaxError) as exc:
+            raise StructureError(f"{where} must be a sympy expression, got {value!r}") from exc
+        if not isinstance(e, sp.Expr):
+            raise StructureError(f"{where} must be a scalar expression, got {value!r}")
+        return e
+
+    def _check_block_names(self) -> None:
+        """A block may not take the name of the loss or of its gradient."""
+        if self.loss is None:
+            return
+        for b in self.all_blocks:
+            for what, nm in (("loss", self.loss.name), ("gradient", self.loss.grad.name)):
+                if b.name == nm:
+                    raise StructureError(
+                        f"block {b.name!r}: the name {nm!r} is the {what}'s; rename the block"
+                    )
+
+    def _named_symbols(
+        self, energy_level: EnergyLevel | None, switches: Sequence[Any]
+    ) -> dict[str, set[sp.Symbol]]:
+        """The plain symbols (candidate parameters) of the system's expressions, by name."""
+        exprs: list[Any] = [e for _, e in self._entries()]
+        if energy_level is not None:
+            exprs += [energy_level.initial, energy_level.domain, energy_level.shift]
+        for sw in switches:
+            if isinstance(sw, Switch):
+                exprs += [sw.goal, *sw.set, *sw.set.values()]
+        out: dict[str, set[sp.Symbol]] = {}
+        for e in exprs:
+            if e is None:
+                continue
+            try:
+                todo = list(sp.sympify(e).free_symbols)
+            except (sp.SympifyError, TypeError, AttributeError):
+                continue
+            while todo:
+                s = todo.pop()
+                if isinstance(s, Reduction):
+                    todo.extend(s.summand.free_symbols)
+                elif isinstance(s, sp.Symbol) and not isinstance(s, (Block, Gradient, Loss, Time)):
+                    out.setdefault(s.name, set()).add(s)
+        return out
+
     def _check_parameters(
         self,
-        parameters: Mapping[sp.Symbol, Any] | Sequence[sp.Symbol] | None,
-        aliases: Mapping[str, sp.Symbol] | None,
+        parameters: Mapping[Any, Any] | Sequence[Any] | None,
+        aliases: Mapping[str, Any] | None,
+        energy_level: EnergyLevel | None = None,
+        switches: Sequence[Any] = (),
     ) -> tuple[Parameter, ...]:
+        """Parameters keyed by their sympy symbols or by the symbols' names (a string names the
+        one symbol of that name in H, J, R, G, u, aux, the energy level or the switches)."""
         if parameters is None:
             parameters = {}
+        if isinstance(parameters, (str, sp.Basic)) or not isinstance(
+            parameters, (Mapping, list, tuple, set, frozenset)
+        ):
+            raise StructureError(
+                "parameters must be a mapping {symbol: value or None} or a list of symbols, "
+                f"got {parameters!r}"
+            )
         if not isinstance(parameters, Mapping):
             parameters = {s: None for s in parameters}
-        names = {s: s.name for s in parameters}
-        for alias, sym in (aliases or {}).items():
-            if sym not in parameters:
+        if aliases is not None and not isinstance(aliases, Mapping):
+            raise StructureError(f"aliases must be a mapping {{name: symbol}}, got {aliases!r}")
+        named: dict[str, set[sp.Symbol]] | None = None
+
+        def resolve(key: Any, what: str) -> sp.Symbol:
+            nonlocal named
+            if isinstance(key, str):
+                if named is None:
+                    named = self._named_symbols(energy_level, switches)
+                found = named.get(key, set())
+                if len(found) == 1:
+                    return next(iter(found))
+                if not found:
+                    known = ", ".join(sorted(named)) or "none"
+                    raise StructureError(
+                        f"{what} {key!r} names no symbol of the system (its symbols: {known}); "
+                        f"use the symbol itself, made with odeopt.parameters({key!r}, ...)"
+                    )
+                raise StructureError(
+                    f"{what} {key!r} is ambiguous: the system has {len(found)} symbols named "
+                    f"{key!r} with different assumptions; use the symbol itself"
+                )
+            if not isinstance(key, sp.Symbol) or isinstance(
+                key, (Block, Gradient, Loss, Reduction, Time)
+            ):
+                raise StructureError(
+                    f"{what} must be a plain sympy symbol (made with odeopt.parameters) or its "
+                    f"name, got {key!r} ({type(key).__name__})"
+                )
+            return key
+
+        resolved: dict[sp.Symbol, Any] = {}
+        given: dict[sp.Symbol, Any] = {}
+        for key, value in parameters.items():
+            sym = resolve(key, "parameters= key")
+            if sym in resolved:
+                raise StructureError(
+                    f"parameter {sym.name!r} is given twice in parameters= "
+                    f"(as {given[sym]!r} and as {key!r})"
+                )
+            resolved[sym], given[sym] = value, key
+        names = {s: s.name for s in resolved}
+        for alias, target in (aliases or {}).items():
+            if not isinstance(alias, str):
+                raise StructureError(
+                    f"aliases are keyword names (strings), got {alias!r} ({type(alias).__name__})"
+                )
+            sym = resolve(target, f"alias {alias!r}:")
+            if sym not in resolved:
                 raise StructureError(f"alias {alias!r} names {sym}, which is not a parameter")
             names[sym] = alias
         out = []
-        for sym, value in parameters.items():
-            if not isinstance(sym, sp.Symbol) or isinstance(
-                sym, (Block, Gradient, Loss, Reduction, Time)
-            ):
-                raise StructureError(f"parameters must be plain sympy symbols, got {sym!r}")
+        for sym, value in resolved.items():
             if not names[sym].isidentifier():
                 raise StructureError(f"parameter name {names[sym]!r} is not an identifier")
             if names[sym] in RESERVED_NAMES:
@@ -352,6 +544,12 @@ class PortHamiltonian:
         dup = sorted({n for n in seen if seen.count(n) > 1})
         if dup:
             raise StructureError(f"parameter names repeat: {dup}")
+        blocks = {b.name for b in self.all_blocks}
+        for p in out:
+            if p.name in blocks or p.symbol.name in blocks:
+                raise StructureError(
+                    f"parameter {p.name!r} has the name of a block; rename one of them"
+                )
         return tuple(out)
 
     def _entries(self) -> Iterator[tuple[str, sp.Expr]]:
@@ -420,20 +618,27 @@ class PortHamiltonian:
                     )
 
     def _check_structure(self, J: sp.Matrix, R: sp.Matrix, context: str) -> None:
+        """J skew and R symmetric: exactly on exact entries, to FLOAT_RTOL on float ones."""
+        for label, M in (("J", J), ("R", R)):
+            for i, j in itertools.product(range(M.shape[0]), range(M.shape[1])):
+                if sp.sympify(M[i, j]).has(*_NON_FINITE):
+                    raise StructureError(f"{label}[{i},{j}] = {M[i, j]} is not finite{context}")
         k = J.shape[0]
+        Jc, jtol, _ = _prepare(J)
+        Rc, rtol, _ = _prepare(R)
         for i in range(k):
             for j in range(i, k):
-                if _nonzero(J[i, j] + J[j, i]):
+                if not _is_zero(Jc[i, j] + Jc[j, i], jtol):
                     what = (
-                        f"J[{i},{i}] = {J[i, i]} (the diagonal must be 0)"
+                        f"J[{i},{i}] = {_show(J[i, i])} (the diagonal must be 0)"
                         if i == j
-                        else f"J[{i},{j}] = {J[i, j]} but J[{j},{i}] = {J[j, i]}"
+                        else f"J[{i},{j}] = {_show(J[i, j])} but J[{j},{i}] = {_show(J[j, i])}"
                     )
                     raise StructureError(f"J is not skew-symmetric{context}: {what}")
-                if j > i and _nonzero(R[i, j] - R[j, i]):
+                if j > i and not _is_zero(Rc[i, j] - Rc[j, i], rtol):
                     raise StructureError(
-                        f"R is not symmetric{context}: R[{i},{j}] = {R[i, j]} but "
-                        f"R[{j},{i}] = {R[j, i]}"
+                        f"R is not symmetric{context}: R[{i},{j}] = {_show(R[i, j])} but "
+                        f"R[{j},{i}] = {_show(R[j, i])}"
                     )
         psd, reason = self._psd_status(R, context)
         if psd is False:
@@ -441,8 +646,34 @@ class PortHamiltonian:
 
     @staticmethod
     def _psd_status(R: sp.Matrix, context: str) -> tuple[bool | None, str]:
-        """All principal minors ≥ 0 ⇔ R PSD (R symmetric). Returns (True/False/None, reason)."""
+        """Whether R (symmetric) is PSD: (True/False/None, reason).
+
+        Exact entries: all principal minors ≥ 0, decided from the symbols' assumptions.
+        Float entries only: the eigenvalues of (R + Rᵀ)/2, each λ ≥ −FLOAT_RTOL·k·max|λ|
+        counting as ≥ 0 (round-off). Floats among symbols: read as decimals, then exact.
+        Non-finite entries: False, "R[i,j] = inf is not finite".
+        """
         k = R.shape[0]
+        for i, j in itertools.product(range(k), range(k)):
+            if sp.sympify(R[i, j]).has(*_NON_FINITE):
+                return False, f"R[{i},{j}] = {R[i, j]} is not finite"
+        R, tol, decimal = _prepare(R)
+        if tol is not None:
+            A = np.array(R.tolist(), dtype=float)
+            lam = np.linalg.eigvalsh((A + A.T) / 2)
+            bound = FLOAT_RTOL * k * float(np.abs(lam).max(initial=0.0))
+            for i in range(k):
+                if A[i, i] < -bound:
+                    return False, f"R[{i},{i}] = {A[i, i]:g} < 0"
+            if lam.min(initial=0.0) < -bound:
+                return False, (
+                    f"R has the eigenvalue {lam.min():.6g} < 0 (float entries: eigenvalues "
+                    f"λ ≥ −{FLOAT_RTOL:g}·k·max|λ| = {-bound:.3g} count as ≥ 0)"
+                )
+            return True, (
+                f"the eigenvalues of R are ≥ −{FLOAT_RTOL:g}·k·max|λ| (float entries, a "
+                f"tolerance for round-off; the smallest is {lam.min(initial=0.0):.3g})"
+            )
         undecided = []
         for size in range(1, k + 1):
             for rows in itertools.combinations(range(k), size):
@@ -456,14 +687,115 @@ class PortHamiltonian:
                     return False, f"{label} = {shown} < 0"
                 if minor.is_nonnegative is None:
                     undecided.append(f"{label} = {shown}")
+        note = " (float entries read as decimals)" if decimal else ""
         if undecided:
             return None, (
                 "the sign of " + "; ".join(undecided) + " could not be decided from the "
-                "symbols' assumptions"
+                "symbols' assumptions" + note
             )
-        return True, "all principal minors of R are nonnegative"
+        return True, "all principal minors of R are nonnegative" + note
+
+    def _kinetic_terms(self) -> list[tuple[str, sp.Expr]]:
+        """Terms κ·|x|² through which H is unbounded below when κ < 0: [(label, κ)].
+
+        A block x (not the loss's) qualifies when H is linear in one reduction whose summand
+        has the part a·x² (a of parameters only), with a coefficient c of parameters only,
+        and x occurs nowhere else in H; then H → −∞ along x → ∞ if κ = c·a < 0.
+        A κ < 0 from the symbols' assumptions is refused here; the others are returned.
+        """
+        H = self.hamiltonian
+        reds = [s for s in H.free_symbols if isinstance(s, Reduction)]
+        theta = self.loss.block if self.loss is not None else None
+        plain = (Block, Gradient, Loss, Reduction, Time)
+        out: list[tuple[str, sp.Expr]] = []
+        for S in reds:
+            if sp.diff(H, S, 2) != 0:
+                continue
+            c = sp.diff(H, S)
+            if any(isinstance(s, plain) for s in c.free_symbols):
+                continue
+            terms = sp.Add.make_args(sp.expand(S.summand))
+            for x in {a for a in S.summand.free_symbols if isinstance(a, Block)} - {theta}:
+                part = [tm for tm in terms if tm.has(x)]
+                if any(
+                    any(isinstance(a, (Block, Gradient)) and a != x for a in tm.free_symbols)
+                    for tm in part
+                ) or any(o != S and o.summand.has(x) for o in reds):
+                    continue
+                a = sp.simplify(sp.Add(*part) / x**2)
+                if any(isinstance(s, plain) for s in a.free_symbols):
+                    continue
+                kappa = sp.simplify(c * a)
+                label = f"|{x.name}|^2"
+                if kappa.is_negative:
+                    raise StructureError(
+                        f"H = {H} is unbounded below: the coefficient of {label} is {kappa} "
+                        "< 0 for every value its symbols' assumptions allow (H → −∞ as "
+                        f"|{x.name}| → ∞, so a decreasing H would prove nothing)"
+                    )
+                if not kappa.is_nonnegative:
+                    out.append((label, kappa))
+        return out
+
+    def _check_kinetic_values(self, values: Mapping[str, Any], error: type[Exception]) -> None:
+        """Refuse parameter values (scalars or per-row arrays, by keyword) that make a
+        kinetic coefficient κ negative (H unbounded below); see :meth:`_kinetic_terms`."""
+        by_symbol = {p.symbol: p for p in self.parameters}
+        for label, kappa in self._kinetic:
+            syms = sorted(kappa.free_symbols, key=lambda s: s.name)
+            if any(s not in by_symbol or values.get(by_symbol[s].name) is None for s in syms):
+                continue
+            vals = []
+            for s in syms:
+                v = values[by_symbol[s].name]
+                v = v.detach().cpu().numpy() if hasattr(v, "detach") else v
+                vals.append(np.asarray(v, dtype=float))
+            with np.errstate(all="ignore"):
+                got = np.asarray(sp.lambdify(syms, kappa, "numpy")(*vals), dtype=float)
+            bad = ~np.isfinite(got) | (got < 0)
+            if bad.any():
+                shown = ", ".join(
+                    f"{by_symbol[s].name} = {values[by_symbol[s].name]}" for s in syms
+                )
+                worst = float(got[bad].flat[0]) if got.ndim else float(got)
+                why = "is not finite" if not np.isfinite(worst) else "< 0"
+                raise error(
+                    f"H is unbounded below with {shown}: the coefficient of {label} in H is "
+                    f"{kappa} = {worst:g} {why} (a kinetic term needs a coefficient ≥ 0; H → −∞ "
+                    f"as |{label[1:-3]}| → ∞, so a decreasing H would prove nothing)"
+                )
+
+    @property
+    def bounded_below_conditions(self) -> tuple[tuple[str, sp.Expr], ...]:
+        """(term, κ) whose sign the symbols' assumptions leave open: H is bounded below only
+        if κ ≥ 0 (values are checked where given; the energy balance mentions these)."""
+        return tuple(self._kinetic)
 
     def _check_parameter_values(self) -> None:
+        """Defaults: real finite scalars first, then J, R with them substituted, then the
+        symbols' assumptions and the kinetic coefficients (H bounded below)."""
+        for p in self.parameters:
+            if p.default is None:
+                continue
+            if isinstance(p.default, (str, bytes)) or np.ndim(p.default) != 0:
+                raise StructureError(
+                    f"parameter {p.name!r} must be a real number (a scalar default), "
+                    f"got {p.default!r}"
+                )
+            try:
+                v = complex(p.default)
+            except (TypeError, ValueError) as exc:
+                raise StructureError(
+                    f"parameter {p.name!r} must be a real number, got {p.default!r}"
+                ) from exc
+            if v.imag != 0:
+                raise StructureError(
+                    f"parameter {p.name!r} must be a real number, got {p.default!r}"
+                )
+            if not np.isfinite(v.real):
+                raise StructureError(
+                    f"parameter {p.name!r} must be finite, got {p.name} = {p.default!r}"
+                )
         values = {p.symbol: p.default for p in self.parameters if p.default is not None}
         if not values:
             return
@@ -476,6 +808,7 @@ class PortHamiltonian:
             if p.default is None:
                 continue
             check_value(p, p.default, StructureError)
+        self._check_kinetic_values(self.defaults, StructureError)
 
     # ------------------------------------------------------------------ accessors
     @property
@@ -511,6 +844,8 @@ class PortHamiltonian:
             if p.name in values:
                 check_value(p, values[p.name], ValueError)
         merged = {**self.defaults, **values}
+        if self._kinetic and values:
+            self._check_kinetic_values(merged, ValueError)
         stored = {p.name for p in self.parameters if p.stored}
         missing = sorted(k for k, v in merged.items() if v is None and k not in stored)
         if missing:

@@ -42,8 +42,10 @@ def adam(beta1_bar: float = 0.1, beta2_bar: float = 0.001, eps: float = 1e-8) ->
         θ' = −m/(√s + ε),   m' = β̄₁(g − m),   s' = β̄₂(g² − s).
 
     Written with H = F and the drive −m/(√s + ε) entering through a port (G = 1, y = g):
-    dH/dt = yᵀu = −Σ g·m/(√s + ε) exactly (the verdict: lossless with respect to the port),
-    but that supply has no sign in general (m lags g), so F itself need not decrease.
+    dH/dt = yᵀu = −Σ g·m/(√s + ε) exactly, lossless with respect to the port, but that supply
+    has no sign in general (m lags g), so F itself need not decrease: the verdict is
+    "passive", not "dissipative" (``nonincreasing`` is False: the numeric search finds m
+    against g).
     Barakat–Bianchi's Lyapunov function β̄₁F + ½Σ m²/√(s + ε) decreases only under
     conditions on the rates (ALGORITHMS.md §5), which odeopt does not prove.
     """
@@ -71,7 +73,8 @@ def levenberg_marquardt(mu: float = 1e-3) -> PortHamiltonian:
     """Levenberg–Marquardt flow θ' = −(JᵣᵀJᵣ + μI)⁻¹∇F (ALGORITHMS.md §5), Jᵣ the residuals'
     Jacobian computed numerically: H = F, J = 0, R = I with the metric
     :class:`~odeopt.symbolic.LevenbergMarquardt` (the extension point for metrics that are
-    not coordinate-wise). dH/dt = −∇FᵀP∇F ≤ 0. Integration only (not exported)."""
+    not coordinate-wise). dH/dt = −∇FᵀP∇F ≤ 0: "dissipative", because P ⪰ 0 holds by
+    construction (μ > 0; see ``LevenbergMarquardt.psd_proof``). Integration only."""
     from ..symbolic import LevenbergMarquardt
 
     theta = blocks("theta")

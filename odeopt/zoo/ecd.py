@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import sympy as sp
 
 from ..symbolic import EnergyLevel, PortHamiltonian, blocks, loss, parameters, sqnorm
@@ -9,7 +10,24 @@ from ..symbolic import EnergyLevel, PortHamiltonian, blocks, loss, parameters, s
 __all__ = ["bbi", "ecdsep", "ruthless"]
 
 
+def _check_option(name: str, value: object, kind: str) -> None:
+    """A zoo option that is not a system parameter: ``kind`` "positive" (a finite real > 0)
+    or "bool"; the error names the argument and its value."""
+    if kind == "bool":
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False, got {name}={value!r}")
+        return
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        raise TypeError(f"{name} must be a real number, got {name}={value!r}")
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {name}={value}")
+    if not value > 0:
+        raise ValueError(f"{name} must be positive, got {name}={value}")
+
+
 def _g(V: sp.Expr, eta: float) -> sp.Expr:
+    """g(V) = V^η (η a finite positive real, made exact: 0.5 → 1/2)."""
+    _check_option("eta", eta, "positive")
     e = sp.nsimplify(eta)
     return V if e == 1 else V**e
 
@@ -32,6 +50,7 @@ def bbi(
     π ← rπ − ½h(V/E + E/V)g,  θ ← θ + h(V/E)π.  The momentum block is named ``p``.
     Defined where V > 0 (ΔV below the minimum of F).
     """
+    _check_option("rescale", rescale, "bool")
     theta, p = blocks("theta p")
     dV = parameters("Delta_V", real=True)
     dE = parameters("delta_E", nonnegative=True)
@@ -63,6 +82,7 @@ def ruthless(
     along −∇F (E = g(V₀)·p0_sq). Integration takes E = H(x₀): start with p₀ ≠ 0 (at rest
     E = 0 and nothing moves).
     """
+    _check_option("rescale", rescale, "bool")
     theta, p = blocks("theta p")
     dV = parameters("Delta_V", real=True)
     q = parameters("p0_sq", positive=True)
@@ -92,6 +112,7 @@ def ecdsep(
     uses the actual |p|² (the field is not eliminated), as the authors' update does:
     symplectic Euler gives p ← p − hη g/(F − F₀), θ ← θ + h·2p/(s + |p|²).
     """
+    _check_option("rescale", rescale, "bool")
     theta, p = blocks("theta p")
     et = parameters("eta", positive=True)
     S = parameters("s", positive=True)
