@@ -27,6 +27,19 @@ if TYPE_CHECKING:
 
 __all__ = ["class_name", "to_source"]
 
+#: sign assumptions of a parameter symbol that an exported optimizer checks on its values
+_ASSUMPTIONS = ("positive", "nonnegative", "negative", "nonpositive", "nonzero")
+
+
+def _signs(symbol: sp.Symbol) -> tuple[str, ...]:
+    """The sign assumptions of ``symbol`` an exported optimizer checks, the implied ones
+    dropped (positive implies nonnegative and nonzero)."""
+    held = [a for a in _ASSUMPTIONS if symbol.assumptions0.get(a)]
+    implied = {"positive": {"nonnegative", "nonzero"}, "negative": {"nonpositive", "nonzero"}}
+    drop = set().union(*(implied.get(a, set()) for a in held))
+    return tuple(a for a in held if a not in drop)
+
+
 _FUNCS = {
     sp.exp: "exp",
     sp.log: "log",
@@ -425,14 +438,24 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
     needs_loss = rule.needs_loss
     params = [p for p in sys_.parameters if not p.stored]
     defaults = {kw: p.default for p, kw in zip(params, keywords.values(), strict=True)}
-    checks = []
-    for p in params:
-        kw = keywords[p.symbol]
-        a = p.symbol.assumptions0
-        if a.get("positive"):
-            checks.append((kw, f"{kw} > 0", "positive"))
-        elif a.get("nonnegative"):
-            checks.append((kw, f"{kw} >= 0", "nonnegative"))
+    # what each hyper-parameter must satisfy (checked at construction and whenever a param
+    # group's value changes): finite, and its symbol's sign assumptions
+    rules = {keywords[p.symbol]: _signs(p.symbol) for p in params}
+    # H bounded below: a kinetic coefficient κ of parameters the assumptions leave open, ≥ 0
+    kinetic = [
+        (label, kappa)
+        for label, kappa in getattr(sys_, "bounded_below_conditions", ())
+        if kappa.free_symbols and kappa.free_symbols <= set(keywords)
+    ]
+    # lr = 0 (a scheduler's end, a warm-up's start) is a step that changes nothing, unless the
+    # rule divides by h or bounds a step-size ratio by it
+    lr_divides = controlled or any(
+        isinstance(a, sp.Pow) and a.base == rule.h and a.exp.is_negative
+        for st in stages
+        if st[0] == "group"
+        for _, e in st[2]
+        for a in sp.preorder_traversal(e)
+    )
 
     stages = _update_state_in_place(stages, [f'G["{b.name}"]' for b in state_blocks])
 
@@ -539,7 +562,15 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
         h_max = min(float(getattr(ctrl, "h_max", float("inf"))), 1e300)
         src.append(f"H_MIN, H_MAX = {float(getattr(ctrl, 'h_min', 0.0))!r}, {h_max!r}")
     src.append(f"PARAMETER_KEYS = {list(keywords.values())!r}")
+    src.append(f"CLASS = {cls!r}")
+    src.append(f"PARAMETER_RULES = {rules!r}")
+    src.append(f"LR_MIN = {'positive' if lr_divides else 'nonnegative'!r}")
+    src.append(
+        "GROUP_KEYS = ['lr', *PARAMETER_KEYS, 'maximize', 'foreach', 'check_finite', "
+        "'skip_nonfinite']"
+    )
     src.append(_RUNTIME)
+    src += _kinetic_function(kinetic, keywords, printer)
     if sys_.switches:
         src += _switch_function(sys_, keywords, printer)
     if ls is not None and ls.domain is not None:
@@ -599,19 +630,39 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
             signature="".join(f", {kw}={defaults[kw]!r}" for kw in keywords.values()),
             bounce_signature=bounce_sig,
             keys="".join(f", {kw}={kw}" for kw in keywords.values()),
-            checks="".join(
-                f'        if not ({cond}):\n            raise ValueError(f"{kw} must be {what}, '
-                f'got {{{kw}}}")\n'
-                for kw, cond, what in checks
-            ),
-            group_checks="".join(
-                f"            if not ({cond.replace(kw, 'group[' + repr(kw) + ']')}):\n"
-                f'                raise ValueError(f"{kw} must be {what}, got {{group[{kw!r}]}}")\n'
-                for kw, cond, what in checks
-            ),
         )
     )
     return "\n".join(src) + "\n"
+
+
+def _kinetic_function(
+    kinetic: list[tuple[str, sp.Expr]], keywords: dict[sp.Symbol, str], printer: _ScalarPrinter
+) -> list[str]:
+    """``_check_kinetic``: H = … + κ·|x|² is bounded below only if κ ≥ 0 (κ of parameters
+    whose sign the symbols' assumptions leave open, e.g. 1/(2·m) with m merely real)."""
+    lines = ["", "", "def _check_kinetic(V, where):"]
+    lines.append('    """H is bounded below only if each kinetic coefficient is ≥ 0 (a negative')
+    lines.append('    mass makes H → −∞ and the step anti-dissipative): ValueError otherwise."""')
+    if not kinetic:
+        return [*lines, "    return"]
+    printer._names = {s: f"V[{kw!r}]" for s, kw in keywords.items()}
+    for label, kappa in kinetic:
+        shown = ", ".join(
+            f"{keywords[s]}={{V[{keywords[s]!r}]!r}}"
+            for s in sorted(kappa.free_symbols, key=sp.default_sort_key)
+        )
+        lines += [
+            "    try:",
+            f"        value = float({printer.doprint(kappa)})",
+            "    except ZeroDivisionError:",
+            "        value = math.nan",
+            "    if not value >= 0:",
+            "        raise ValueError(",
+            f'            f"H is unbounded below with {shown}{{where}}: the coefficient "',
+            f'            f"of {label} in H is {kappa} = {{value:g}}, but a kinetic term "',
+            '            "needs one ≥ 0 (finite)")',
+        ]
+    return lines
 
 
 def _update_state_in_place(stages: list[tuple[Any, ...]], states: list[str]) -> list[Any]:
@@ -827,6 +878,163 @@ def _print_special(ops: list[tuple[Any, ...]], foreach: bool, ind: str) -> list[
 
 _RUNTIME = '''
 
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_SIGNS = {"positive": lambda v: v > 0, "nonnegative": lambda v: v >= 0,
+          "negative": lambda v: v < 0, "nonpositive": lambda v: v <= 0,
+          "nonzero": lambda v: v != 0}
+
+
+def _real(value):
+    """``value`` as a float if it is a real number (Python or numpy, or a one-element real
+    tensor), else None."""
+    if value is None or isinstance(value, (bool, str, bytes, complex)):
+        return None
+    if isinstance(value, torch.Tensor) and (value.numel() != 1 or value.is_complex()
+                                            or value.dtype == torch.bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _check_number(name, value, signs, where, label=None):
+    """A hyper-parameter: a real finite number with the given signs ("positive", …);
+    TypeError or ValueError naming it (``label``), its value and ``where``."""
+    label = label or name
+    if value is None:
+        raise TypeError(f"{label}{where} has no value (the system gives it no default): "
+                        f"pass {name}=...")
+    v = _real(value)
+    if v is None:
+        raise TypeError(f"{label}{where} must be a real number, got {value!r}")
+    if not math.isfinite(v):
+        raise ValueError(f"{label}{where} must be finite, got {name} = {value!r}")
+    for sign in signs:
+        if not _SIGNS[sign](v):
+            raise ValueError(f"{label}{where} must be {sign}, got {value!r}")
+
+
+def _unchanged(cached, values):
+    """Whether a param group's checked values are still the same (NaN never is: a NaN is
+    refused at every step; tensors are never cached: they may change in place)."""
+    return cached is not None and all(
+        a is b or (type(a) is type(b) and a == b) for a, b in zip(cached, values))
+
+
+def _check_param(p, pi, gi):
+    """A parameter the rule can update: a dense real floating-point tensor holding data."""
+    what = f"parameter {pi} of group {gi} (shape {tuple(p.shape)})"
+    if p.is_complex():
+        raise TypeError(f"{what} is complex ({p.dtype}); {CLASS} optimizes real "
+                        "floating-point parameters (its reductions |x|² assume real entries)")
+    if p.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{what} has dtype {p.dtype}; {CLASS} optimizes floating-point "
+                        "parameters (float16, bfloat16, float32 or float64)")
+    if p.layout != torch.strided:
+        raise TypeError(f"{what} has layout {p.layout}; {CLASS} optimizes dense parameters")
+    if p.device.type == "meta":
+        raise ValueError(f"{what} is on the meta device (it holds no data); materialize the "
+                         "model on a real device (e.g. model.to_empty(device='cpu')) first")
+
+
+def _nonfinite(tensors):
+    """The index of the first tensor holding a NaN or ±inf, or None.
+
+    One pass over the tensors, then one host synchronisation, with no sum that could
+    overflow: on CUDA (and other accelerators) max |x| per tensor by the fused
+    ``torch._foreach_norm(tensors, inf)``. On the CPU torch's inf-norm is a slow scalar loop,
+    so: for many tensors, torch's fused non-finite test (the AMP gradient check at scale 1,
+    which writes every value back unchanged; it has no per-tensor dispatch); for a few large
+    ones, the read-only min and max of each (``aminmax``). Only when it finds something is
+    each tensor tested exactly (``isfinite``), to name the first culprit.
+    """
+    if not tensors:
+        return None
+    try:
+        n = len(tensors)
+        if tensors[0].device.type != "cpu":
+            norms = torch._foreach_norm(tensors, math.inf)
+            suspect = not bool(torch.stack(norms).isfinite().all())
+        elif n <= 64 and sum(a.numel() for a in tensors) >= n << 16:
+            ends = [v for a in tensors if a.numel() for v in torch.aminmax(a)]
+            suspect = bool(ends) and not bool(torch.stack(ends).isfinite().all())
+        else:
+            found = torch.zeros(1)
+            torch._amp_foreach_non_finite_check_and_unscale_(tensors, found, torch.ones(1))
+            suspect = bool(found)
+    except (RuntimeError, TypeError, AttributeError, NotImplementedError):
+        suspect = True  # mixed devices, an old torch, overlapping memory: test each tensor
+    if suspect:
+        for k, a in enumerate(tensors):
+            if not bool(torch.isfinite(a).all()):
+                return k
+    return None
+
+
+def _loss_value(loss, needed):
+    """The closure's loss as a float (None when it returned None and the rule does not use
+    the loss); TypeError/ValueError naming the loss and the closure otherwise."""
+    if loss is None:
+        if needed:
+            raise TypeError(
+                f"the closure returned None, but {CLASS}'s rule uses the loss value: return "
+                "the loss from the closure (loss = ...; loss.backward(); return loss)")
+        return None
+    if isinstance(loss, torch.Tensor) and loss.numel() != 1:
+        raise ValueError("the closure's loss must be a single number, got a tensor of shape "
+                         f"{tuple(loss.shape)}")
+    v = _real(loss)
+    if v is None:
+        raise TypeError("the closure must return the loss (a real number or a one-element "
+                        f"tensor), got {loss!r}")
+    return v
+
+
+def _check_state_dict(opt, state_dict):
+    """``state_dict`` must be a state of this optimizer (its group keys, its per-parameter
+    state keys, tensors shaped like the parameters): ValueError saying what differs."""
+    if not (isinstance(state_dict, dict) and "state" in state_dict
+            and "param_groups" in state_dict):
+        got = sorted(map(str, state_dict)) if isinstance(state_dict, dict) else state_dict
+        raise ValueError("load_state_dict expects an optimizer state (a dict with 'state' and "
+                         f"'param_groups', from {CLASS}.state_dict()), got {got!r}")
+    saved, state = state_dict["param_groups"], state_dict["state"]
+    if len(saved) != len(opt.param_groups):
+        raise ValueError(f"the state has {len(saved)} param group(s), this {CLASS} has "
+                         f"{len(opt.param_groups)}")
+    foreign = sorted(str(k) for k in state if not isinstance(k, int) and k != "odeopt")
+    if foreign or ("odeopt" in state and not (LEVEL_SET or SWITCHES or CONTROLLED)):
+        raise ValueError(f"the state holds {foreign or ['odeopt']} beside the parameters' "
+                         f"state, which a {CLASS} state does not: it is another optimizer's")
+    want = {"step", *STATE_BLOCKS} | ({"t"} if USES_TIME else set())
+    for gi, (g, ours) in enumerate(zip(saved, opt.param_groups)):
+        missing = sorted(set(GROUP_KEYS) - set(g))
+        if missing:
+            raise ValueError(
+                f"the state is not a {CLASS} state: its param group {gi} lacks {missing} "
+                f"(it has {sorted(k for k in g if k != 'params')}); was it saved by another "
+                "optimizer?")
+        if len(g["params"]) != len(ours["params"]):
+            raise ValueError(f"the state's param group {gi} has {len(g['params'])} "
+                             f"parameter(s), this optimizer's has {len(ours['params'])}")
+        for pi, (idx, p) in enumerate(zip(g["params"], ours["params"])):
+            st = state.get(idx)
+            if st is None:
+                continue  # no step taken for this parameter yet
+            if not isinstance(st, dict) or set(st) != want:
+                keys = sorted(st) if isinstance(st, dict) else type(st).__name__
+                raise ValueError(f"the state of parameter {pi} of group {gi} has {keys}, a "
+                                 f"{CLASS} state has {sorted(want)}: it is another optimizer's")
+            for b in STATE_BLOCKS:
+                v = st[b]
+                if not isinstance(v, torch.Tensor) or v.shape != p.shape:
+                    shape = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+                    raise ValueError(f"the state {b!r} of parameter {pi} of group {gi} has "
+                                     f"shape {shape}, but the parameter has shape "
+                                     f"{tuple(p.shape)}")
+
+
 def _total(tensors):
     """Σ over the tensors and their elements, accumulated in float64."""
     return float(torch.stack([a.sum(dtype=torch.float64) for a in tensors]).sum())
@@ -881,13 +1089,12 @@ def _evaluate(groups, theta_key, closure, maximize):
         for G, sv in zip(groups, saved):
             for p, v in zip(G["theta"], sv):
                 p.copy_(v)
-    F = float(loss)
+    F = _loss_value(loss, NEEDS_LOSS)
+    F = 0.0 if F is None else F  # (unused: the rule does not read the loss)
     if not math.isfinite(F):
         raise _NonFinite(f"the loss is not finite ({F}) at the stage {theta_key}")
     for G, gs in zip(groups, grads):
-        if G["check_finite"] and gs and not bool(
-            torch.isfinite(torch.stack([g.sum() for g in gs])).all()
-        ):
+        if G["check_finite"] and _nonfinite(gs) is not None:
             raise _NonFinite(f"a gradient is not finite at the stage {theta_key}")
     return (-F if maximize else F), grads
 '''
@@ -956,8 +1163,17 @@ _CLASS_TEMPLATE = '''class {cls}(Optimizer):
     A closure is required when the rule needs the loss or several gradient evaluations.
     ``compiled=True`` runs the foreach step through ``torch.compile`` (compiled on the first
     step; a changed lr or group layout may recompile).
-    Non-finite gradients or loss raise FloatingPointError naming the parameter, unless
-    ``skip_nonfinite=True`` (then the step is skipped and counted in ``skipped_steps``).
+    Non-finite gradients or a non-finite loss raise FloatingPointError naming the parameter
+    (or the loss), unless ``skip_nonfinite=True`` (then the step is skipped and counted in
+    ``skipped_steps``). The gradient test is one fused pass; ``check_finite=False`` drops it
+    (and the loss test, unless the rule uses the loss). A closure returning None where the
+    rule uses the loss is a TypeError.
+    Hyper-parameters are checked at construction and again at the first step after a param
+    group's value changed (schedulers, users): lr finite and > 0 at construction, finite and
+    ≥ 0 later (0: a step that changes nothing; > 0 where the rule divides by h), the system's
+    parameters real, finite and as their symbols assume (positive, nonnegative, …).
+    Parameters must be real floating-point tensors holding data (not int, complex or meta);
+    ``load_state_dict`` accepts this optimizer's state only, shaped like the parameters.
     Reductions (|p|², the loss) are global over all groups, and over the ranks of
     ``process_group`` when given (each rank holding a shard of the parameters).
     """
@@ -965,35 +1181,83 @@ _CLASS_TEMPLATE = '''class {cls}(Optimizer):
     def __init__(self, params, lr=1e-3{signature}, *, maximize=False, foreach=None,
                  check_finite=True, skip_nonfinite=False, process_group=None, compiled=False,
                  switch_smoothing=0.0, adaptive_shift=False{bounce_signature}):
-        if not (isinstance(lr, (int, float, torch.Tensor)) and float(lr) > 0):
-            raise ValueError(f"lr (the step h) must be a positive number, got {{lr}}")
-{checks}        defaults = dict(lr=lr{keys}, maximize=maximize, foreach=foreach,
+        _check_number("lr", lr, ("positive",), "", "lr (the step h)")
+        values = dict(lr=lr{keys})
+        for name, signs in PARAMETER_RULES.items():
+            _check_number(name, values[name], signs, "")
+        _check_kinetic(values, "")
+        defaults = dict(values, maximize=maximize, foreach=foreach,
                         check_finite=check_finite, skip_nonfinite=skip_nonfinite)
+        self._checked = {{}}  # param group index -> its hyper-parameters as last checked
         super().__init__(params, defaults)
         self.process_group = process_group
         self.skipped_steps = 0
-        if not 0.0 <= switch_smoothing < 1.0:
-            raise ValueError(f"switch_smoothing must be in [0, 1), got {{switch_smoothing}}")
-        self.switch_smoothing = float(switch_smoothing)
+        smoothing = _real(switch_smoothing)
+        if smoothing is None or not 0.0 <= smoothing < 1.0:
+            raise ValueError(f"switch_smoothing must be in [0, 1), got {{switch_smoothing!r}}")
+        self.switch_smoothing = smoothing
         self.adaptive_shift = bool(adaptive_shift)
         if BOUNCE == "uniform":
             for name, v in (("bounce_every", bounce_every), ("bounces", bounces),
                             ("bounce_patience", bounce_patience)):
-                if not (isinstance(v, int) and v >= 0):
-                    raise ValueError(f"{{name}} must be an integer ≥ 0 (0: off), got {{v}}")
+                if not (isinstance(v, int) and not isinstance(v, bool) and v >= 0):
+                    raise ValueError(f"{{name}} must be an integer ≥ 0 (0: off), got {{v!r}}")
             self.bounce_every, self.bounces = bounce_every, bounces
             self.bounce_patience, self.seed = bounce_patience, int(seed)
         elif BOUNCE == "gaussian":
-            if not noise >= 0:
-                raise ValueError(f"noise must be ≥ 0 (0: off), got {{noise}}")
-            self.noise, self.seed = float(noise), int(seed)
+            nu = _real(noise)
+            if nu is None or not (math.isfinite(nu) and nu >= 0):
+                raise ValueError(f"noise must be finite and ≥ 0 (0: off), got {{noise!r}}")
+            self.noise, self.seed = nu, int(seed)
         self.compiled = bool(compiled)  # run the foreach step through torch.compile
         self._compiled_step = None
+
+    def add_param_group(self, param_group):
+        """torch's ``add_param_group``, then the checks of ``__init__`` on the new group: its
+        parameters (dense real floating-point tensors holding data) and its hyper-parameters.
+        A group that fails is not added."""
+        super().add_param_group(param_group)
+        gi = len(self.param_groups) - 1
+        group = self.param_groups[gi]
+        try:
+            for pi, p in enumerate(group["params"]):
+                _check_param(p, pi, gi)
+            self._check_group(gi, group)
+        except (TypeError, ValueError):
+            self.param_groups.pop()
+            raise
+
+    def _check_group(self, gi, group):
+        """The hyper-parameters of param group ``gi`` (lr, the system's parameters, flags)."""
+        where = f" in param group {{gi}}"
+        _check_number("lr", group.get("lr"), (LR_MIN,), where, "lr (the step h)")
+        for name, signs in PARAMETER_RULES.items():
+            _check_number(name, group.get(name), signs, where)
+        _check_kinetic(group, where)
+        for flag in ("maximize", "check_finite", "skip_nonfinite"):
+            if not isinstance(group.get(flag), bool):
+                raise TypeError(f"{{flag}}{{where}} must be True or False, got "
+                                f"{{group.get(flag)!r}}")
+        if not (group.get("foreach") is None or isinstance(group.get("foreach"), bool)):
+            raise TypeError(f"foreach{{where}} must be None, True or False, got "
+                            f"{{group.get('foreach')!r}}")
+
+    def load_state_dict(self, state_dict):
+        """torch's ``load_state_dict``, after checking that ``state_dict`` is a state of this
+        optimizer (ValueError naming what differs: group keys, state keys, shapes)."""
+        _check_state_dict(self, state_dict)
+        super().load_state_dict(state_dict)
+        self._checked = {{}}  # the loaded hyper-parameters are checked at the next step
 
     def _groups(self):
         groups = []
         for gi, group in enumerate(self.param_groups):
-{group_checks}            G = {{k: v for k, v in group.items() if k != "params"}}
+            values = [group.get(k) for k in GROUP_KEYS]
+            if not _unchanged(self._checked.get(gi), values):  # checked when they change
+                self._check_group(gi, group)
+                tensors = any(isinstance(v, torch.Tensor) for v in values)
+                self._checked[gi] = None if tensors else values
+            G = {{k: v for k, v in group.items() if k != "params"}}
             G["theta"], G["g"] = [], []
             for b in STATE_BLOCKS:
                 G[b] = []
@@ -1021,40 +1285,44 @@ _CLASS_TEMPLATE = '''class {cls}(Optimizer):
             groups.append(G)
         return [G for G in groups if G["theta"]]
 
-    def _finite(self, groups, loss):
-        if loss is not None and not math.isfinite(float(loss)):
-            return f"the loss is not finite ({{float(loss)}})"
-        for G in groups:
-            if not G["check_finite"]:
-                continue
-            # a sum is non-finite iff an element is (±inf, NaN propagate; inf − inf is NaN),
-            # barring a finite sum that overflows: one cheap read of each gradient
-            sums = torch.stack([g.sum() for g in G["g"]]) if G["g"] else None
-            if sums is not None and not bool(torch.isfinite(sums).all()):
-                k = int((~torch.isfinite(sums)).nonzero()[0])
-                gi = G["_group"]
-                p_k = G["theta"][k]
-                pi = next(i for i, p in enumerate(self.param_groups[gi]["params"]) if p is p_k)
-                return (f"the gradient of parameter {{pi}} of group {{gi}} (shape "
-                        f"{{tuple(G['theta'][k].shape)}}) is not finite")
-        return None
+    def _finite(self, groups, F):
+        """None, or what is not finite: the closure's loss F (when the rule uses it or a group
+        checks), else the first gradient with a NaN or ±inf (one fused pass, ``_nonfinite``)."""
+        checked = [G for G in groups if G["check_finite"]]
+        if F is not None and not math.isfinite(F) and (NEEDS_LOSS or checked):
+            return f"the loss returned by the closure is not finite ({{F}})"
+        if not checked:
+            return None
+        grads = checked[0]["g"] if len(checked) == 1 else [g for G in checked for g in G["g"]]
+        k = _nonfinite(grads)
+        if k is None:
+            return None
+        for G in checked:
+            if k < len(G["g"]):
+                break
+            k -= len(G["g"])
+        gi, p_k = G["_group"], G["theta"][k]
+        pi = next(i for i, p in enumerate(self.param_groups[gi]["params"]) if p is p_k)
+        return (f"the gradient of parameter {{pi}} of group {{gi}} (shape "
+                f"{{tuple(p_k.shape)}}) is not finite")
 
     @torch.no_grad()
     def step(self, closure=None):
         """One step of the rule. ``closure`` re-evaluates the model and returns the loss."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
         if (NEEDS_CLOSURE or NEEDS_LOSS) and closure is None:
             raise RuntimeError(
                 "{cls} needs a closure that re-evaluates the model and returns the loss "
                 "(its rule uses " + ("several gradient evaluations" if NEEDS_CLOSURE
                                       else "the loss value") + ")")
+        loss = F = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+            F = _loss_value(loss, NEEDS_LOSS)
         groups = self._groups()
         if not groups:
             return loss
-        problem = self._finite(groups, loss if NEEDS_LOSS else None)
+        problem = self._finite(groups, F)
         if problem is not None:
             if all(G["skip_nonfinite"] for G in groups):
                 self.skipped_steps += 1
@@ -1067,7 +1335,7 @@ _CLASS_TEMPLATE = '''class {cls}(Optimizer):
                 "give all groups the same maximize"
             )
         maximize = groups[0]["maximize"]
-        F = 0.0 if loss is None else float(loss)
+        F = 0.0 if F is None else F
         if maximize:
             F = -F
         if SWITCHES:  # before the step: it runs with the values after a switch
