@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import inspect
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,17 +14,66 @@ from . import zoo
 __all__ = ["main"]
 
 
-def _parse_params(items: Sequence[str]) -> dict[str, float]:
+def _parse_params(items: Sequence[str], name: str | None = None) -> dict[str, float]:
+    """``--param NAME=VALUE`` strings as {NAME: float(VALUE)}; a ValueError names the bad item:
+    no '=', an empty NAME, a VALUE that is not a number, a NAME given twice, and (when the zoo
+    system ``name`` is given) a NAME that is not one of its parameters."""
     out: dict[str, float] = {}
+    known = _zoo_parameters(name) if name is not None else None
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"odeopt: --param takes NAME=VALUE, got {item!r}")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--param takes NAME=VALUE, got --param {item!r}")
+        if key in out:
+            raise ValueError(f"--param {key} is given twice")
+        if known is not None and key not in known:
+            listed = ", ".join(known) if known else "none"
+            raise ValueError(f"{name} has no parameter {key!r}; its parameters: {listed}")
         try:
             out[key] = float(value)
         except ValueError:
-            raise SystemExit(f"odeopt: --param {key}: {value!r} is not a number") from None
+            raise ValueError(f"--param {key}: {value!r} is not a number") from None
     return out
+
+
+def _zoo_parameters(name: str) -> list[str] | None:
+    """The keyword parameters of the zoo system ``name`` (None: unknown system or a factory
+    that takes any keyword, so nothing to check here)."""
+    factory = zoo.REGISTRY.get(name)
+    if factory is None:
+        return None
+    params = inspect.signature(factory).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return [
+        p.name
+        for p in params
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    ]
+
+
+def _output_problem(option: str, output: str) -> str | None:
+    """Why ``output`` cannot be written as a file (a message naming it), or None: it is an
+    existing directory, or its directory is missing or not a directory."""
+    path = Path(output)
+    if path.is_dir():
+        return f"{option} {output!r} is a directory; give a file name, e.g. {path / 'opt.py'}"
+    parent = path.parent
+    if parent.exists() and not parent.is_dir():
+        return f"{option} {output!r}: {str(parent)!r} is not a directory"
+    if not parent.exists():
+        return (
+            f"{option} {output!r}: the directory {str(parent)!r} does not exist "
+            "(create it first)"
+        )
+    return None
+
+
+def _fail(message: str) -> int:
+    """Print ``odeopt: message`` to stderr; the exit code of a usage error, 2."""
+    print(f"odeopt: {message}", file=sys.stderr)
+    return 2
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -34,7 +85,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     try:
-        system = zoo.get(args.name, **_parse_params(args.param))
+        system = zoo.get(args.name, **_parse_params(args.param, args.name))
     except KeyError as exc:
         print(f"odeopt: {exc.args[0]}", file=sys.stderr)
         return 2
@@ -51,7 +102,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 def _rule(args: argparse.Namespace):  # noqa: ANN202 - an UpdateRule
     from .export import discretize
 
-    system = zoo.get(args.name, **_parse_params(args.param))
+    system = zoo.get(args.name, **_parse_params(args.param, args.name))
     return discretize(system, args.scheme)
 
 
@@ -59,21 +110,27 @@ def cmd_derive(args: argparse.Namespace) -> int:
     try:
         rule = _rule(args)
     except (KeyError, TypeError, ValueError) as exc:
-        print(f"odeopt: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
-        return 2
+        return _fail(f"{exc.args[0] if isinstance(exc, KeyError) else exc}")
     print(rule)
     print(f"identified: {rule.identify()}")
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    """Write the rule a scheme makes of a zoo system as a torch.optim.Optimizer file. A bad
+    -o (missing directory, a directory) is refused before any work, with exit code 2."""
+    problem = _output_problem("-o/--output", args.output)
+    if problem is not None:
+        return _fail(f"export: {problem}")
     try:
         rule = _rule(args)
         source = rule.to_source()
     except (KeyError, TypeError, ValueError, NotImplementedError) as exc:
-        print(f"odeopt: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
-        return 2
-    Path(args.output).write_text(source, encoding="utf-8")
+        return _fail(f"{exc.args[0] if isinstance(exc, KeyError) else exc}")
+    try:
+        Path(args.output).write_text(source, encoding="utf-8")
+    except OSError as exc:
+        return _fail(f"export: cannot write -o/--output {args.output!r}: {exc.strerror or exc}")
     print(
         f"wrote {args.output}: {rule.system.name} with {rule.scheme.name} "
         "as a torch.optim.Optimizer"
@@ -82,11 +139,23 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_learn(args: argparse.Namespace) -> int:
-    """Meta-train the learned pH optimizer, compare it on fresh problems, write it as a file."""
+    """Meta-train the learned pH optimizer, compare it on fresh problems, write it as a file.
+    Bad options (--iterations < 1, --out-mul not finite or ≤ 0, --seed < 0, a bad -o) are
+    refused before training, with exit code 2."""
     import torch
 
     from . import learned
 
+    if args.iterations < 1:
+        return _fail(f"learn: --iterations must be ≥ 1, got {args.iterations}")
+    if not (math.isfinite(args.out_mul) and args.out_mul > 0):
+        bound = "finite" if not math.isfinite(args.out_mul) else "> 0"
+        return _fail(f"learn: --out-mul must be {bound}, got {args.out_mul}")
+    if args.seed < 0:
+        return _fail(f"learn: --seed must be ≥ 0, got {args.seed}")
+    problem = _output_problem("-o/--output", args.output)
+    if problem is not None:
+        return _fail(f"learn: {problem}")
     try:
         task = (
             learned.QuadraticTask()
@@ -96,9 +165,8 @@ def cmd_learn(args: argparse.Namespace) -> int:
         result = learned.meta_train(
             task, iterations=args.iterations, out_mul=args.out_mul, seed=args.seed
         )
-    except (ValueError, FloatingPointError) as exc:
-        print(f"odeopt: {exc}", file=sys.stderr)
-        return 2
+    except (TypeError, ValueError, FloatingPointError) as exc:
+        return _fail(str(exc))
     test = task.sample(100, torch.Generator().manual_seed(args.seed + 1))
     mine = learned.run_learned(result.net, test, out_mul=args.out_mul)[-1].mean()
     lr = 0.01 if args.task == "quadratic" else 0.3
@@ -108,7 +176,10 @@ def cmd_learn(args: argparse.Namespace) -> int:
         f"F at step 100, mean over 100 fresh problems: learned {mine:.4f}, "
         f"SGD(lr={lr}, momentum=0.9) {sgd[-1].mean():.4f}"
     )
-    learned.save_source(result.net, args.output)
+    try:
+        learned.save_source(result.net, args.output)
+    except (OSError, ValueError) as exc:
+        return _fail(f"learn: {exc}")
     print(f"wrote {args.output}: the learned optimizer (lr = out_mul = {args.out_mul}), torch only")
     return 0
 

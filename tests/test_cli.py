@@ -53,7 +53,7 @@ def test_learn_writes_a_working_optimizer(capsys, tmp_path):
     opt.step()
     assert not torch.equal(theta.detach(), torch.ones(4))
     assert main(["learn", "--iterations", "0", "-o", str(out)]) == 2
-    assert "iterations must be a positive integer" in capsys.readouterr().err
+    assert "--iterations must be ≥ 1, got 0" in capsys.readouterr().err
 
 
 def test_console_script_show():

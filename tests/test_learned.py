@@ -34,7 +34,7 @@ def test_logsign_is_andrychowicz_preprocessing():
     expected = [[big_1, 1.0], [big_2, -1.0], [-1.0, math.exp(10) * 1e-6], [-1.0, 0.0]]
     expected.append([-1.0, -math.exp(10) * 1e-7])
     assert torch.allclose(out, torch.tensor(expected, dtype=torch.float64), rtol=1e-14, atol=0)
-    with pytest.raises(ValueError, match="P must be positive"):
+    with pytest.raises(ValueError, match="P must be > 0, got P=0"):
         LogSign(0.0)
 
 
@@ -95,14 +95,22 @@ def test_balance_integrated_with_torchdiffeq():
 
 
 @pytest.mark.parametrize("w1", [None, 0.0, -0.8])
-def test_to_system_is_the_same_cell_and_proves_dissipation(w1):
+def test_to_system_is_the_same_cell_and_proves_passivity(w1):
+    """D ⪰ 0 proves dH/dt ≤ yᵀu; the learned supply yᵀG(q) has no sign, so the cell is
+    "passive" (not "dissipative"), and "dissipative" once the port is off (G ≡ 0)."""
     cell = _cell(seed=4)
     if w1 is not None:  # w₁ = 0: Φ is linear; w₁ < 0: the ReLU opens the other way
         with torch.no_grad():
             cell.V[0].weight.fill_(w1)
     system = cell.to_system()
     balance = system.energy_balance()
-    assert balance.verdict == "dissipative"
+    assert balance.verdict == "passive"
+    assert balance.nonincreasing is not True
+    off = _cell(seed=4)
+    with torch.no_grad():
+        off.G[2].weight.zero_()
+        off.G[2].bias.zero_()
+    assert off.to_system().energy_balance().verdict == "dissipative"
     gen = torch.Generator().manual_seed(5)
     q = torch.randn(50, 1, generator=gen, dtype=torch.float64) * 2
     p = torch.randn(50, 1, generator=gen, dtype=torch.float64)
@@ -181,13 +189,13 @@ def test_bad_input_is_refused_by_name():
     theta = torch.zeros(3, requires_grad=True)
     with pytest.raises(TypeError, match="HNNOptimizerNet"):
         LearnedOptimizer([theta], torch.nn.Linear(1, 1))
-    with pytest.raises(ValueError, match="lr .out_mul. must be a positive"):
+    with pytest.raises(ValueError, match=r"lr \(out_mul\) must be > 0, got lr=0"):
         LearnedOptimizer([theta], net, lr=0.0)
     opt = LearnedOptimizer([theta], net)
     theta.grad = torch.tensor([1.0, float("nan"), 0.0])
     with pytest.raises(FloatingPointError, match="param group 0, parameter 0"):
         opt.step()
-    with pytest.raises(ValueError, match="iterations must be a positive integer"):
+    with pytest.raises(ValueError, match="iterations must be an integer ≥ 1, got iterations=0"):
         meta_train(QuadraticTask(), iterations=0)
     with pytest.raises(ValueError, match="activation must be 'sigmoid' or 'relu'"):
         DigitsMLPTask(activation="tanh")

@@ -45,6 +45,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._checks import check_flag, check_positive
+
 __all__ = ["HNNOptimizerNet", "HamiltonianCell", "LogSign"]
 
 
@@ -56,9 +58,7 @@ class LogSign(nn.Module):
 
     def __init__(self, P: float = 10.0) -> None:
         super().__init__()
-        if not P > 0:
-            raise ValueError(f"LogSign: P must be positive, got {P}")
-        self.P = float(P)
+        self.P = check_positive("LogSign", "P", P)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = x.abs()
@@ -82,11 +82,11 @@ class HamiltonianCell(nn.Module):
 
     def __init__(self, dim: int = 1) -> None:
         super().__init__()
-        if dim not in (1, 2):
+        if isinstance(dim, bool) or dim not in (1, 2):
             raise ValueError(
-                f"HamiltonianCell: dim must be 1 (raw gradient) or 2 (LogSign), got {dim}"
+                f"HamiltonianCell: dim must be 1 (raw gradient) or 2 (LogSign), got dim={dim!r}"
             )
-        self.dim = dim
+        self.dim = int(dim)
         self.G = _mlp(dim)
         self.V = _mlp(dim)
         self.L = nn.Linear(dim, dim, bias=False)
@@ -123,6 +123,34 @@ class HamiltonianCell(nn.Module):
                 f"∫V); with dim = {self.dim} the learned V need not be a gradient field"
             )
 
+    @staticmethod
+    def _require_rows(what: str, **tensors: torch.Tensor) -> None:
+        """Each of ``tensors`` a real floating tensor of shape (..., 1), all of one shape."""
+        shapes = set()
+        for name, x in tensors.items():
+            if not isinstance(x, torch.Tensor):
+                raise TypeError(
+                    f"HamiltonianCell.{what}: {name} must be a torch.Tensor, "
+                    f"got {name}={type(x).__name__}"
+                )
+            if not x.dtype.is_floating_point:
+                raise TypeError(
+                    f"HamiltonianCell.{what}: {name} must be a real floating tensor, "
+                    f"got {name}.dtype={x.dtype}"
+                )
+            if x.ndim == 0 or x.shape[-1] != 1:
+                raise ValueError(
+                    f"HamiltonianCell.{what}: {name} must have shape (..., 1) (one entry per "
+                    f"row), got {name}.shape={tuple(x.shape)}"
+                )
+            shapes.add(tuple(x.shape))
+        if len(shapes) > 1:
+            raise ValueError(
+                f"HamiltonianCell.{what}: "
+                + " and ".join(f"{k}.shape={tuple(v.shape)}" for k, v in tensors.items())
+                + " differ"
+            )
+
     def potential(self, q: torch.Tensor) -> torch.Tensor:
         """Φ(q) = ∫₀^q V for V(q) = w₂·relu(w₁q + b₁) + b₂ (d = 1), in closed form:
 
@@ -137,7 +165,9 @@ class HamiltonianCell(nn.Module):
         return b2 * q + w2 * (torch.relu(w1 * q + b1) ** 2 - torch.relu(b1) ** 2) / (2 * w1)
 
     def hamiltonian(self, q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-        """H(q, p) = ½pᵀM⁻¹p + Φ(q), per entry (d = 1)."""
+        """H(q, p) = ½pᵀM⁻¹p + Φ(q), per entry (d = 1); q and p of shape (..., 1)."""
+        self._require_scalar("hamiltonian")
+        self._require_rows("hamiltonian", q=q, p=p)
         return 0.5 * p * (p @ self.inverse_mass()) + self.potential(q)
 
     def balance(self, q: torch.Tensor, p: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -145,6 +175,7 @@ class HamiltonianCell(nn.Module):
         with ∇H from autograd of :meth:`hamiltonian`; ``dissipated`` is −∇HᵀD∇H and
         ``supplied`` is yᵀG with y = M⁻¹p."""
         self._require_scalar("balance")
+        self._require_rows("balance", q=q, p=p)
         q = q.detach().requires_grad_(True)
         p = p.detach().requires_grad_(True)
         H = self.hamiltonian(q, p)
@@ -161,7 +192,8 @@ class HamiltonianCell(nn.Module):
         """The cell (d = 1) with its current weights as an odeopt
         :class:`~odeopt.symbolic.PortHamiltonian` on blocks q, p: H = Σ(½M⁻¹p² + Φ(q)),
         J canonical, R = D, port G = [0; 1] with input u = G(q). Its ``energy_balance()``
-        proves dH/dt = −∇HᵀD∇H + yᵀu (dissipative: D ⪰ 0)."""
+        proves dH/dt = −∇HᵀD∇H + yᵀu ≤ yᵀu (D ⪰ 0): verdict "passive" with respect to the
+        port, since the learned supply yᵀG(q) has no sign; with G ≡ 0 it is "dissipative"."""
         import sympy as sp
 
         from ..symbolic import PortHamiltonian, blocks, total
@@ -205,7 +237,8 @@ class HNNOptimizerNet(nn.Module):
 
     def __init__(self, preprocess: bool = False, P: float = 10.0) -> None:
         super().__init__()
-        self.preprocess = bool(preprocess)
+        self.preprocess = check_flag("HNNOptimizerNet", "preprocess", preprocess)
+        check_positive("HNNOptimizerNet", "P", P)
         d = 2 if self.preprocess else 1
         self.pre = LogSign(P) if self.preprocess else nn.Identity()
         self.cell = HamiltonianCell(d)

@@ -8,15 +8,23 @@ zero at start — is the per-parameter state and is saved by ``state_dict``.
 from __future__ import annotations
 
 import copy
+import keyword
+import math
+import numbers
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ._checks import FLOAT_DTYPES, check_flag, check_positive
 from .hnn import HNNOptimizerNet
 from .train import hnn_update
 
 __all__ = ["LearnedOptimizer", "save_source", "to_source"]
+
+
+_HYPER = ("lr", "normalize", "maximize", "check_finite")
 
 
 class LearnedOptimizer(torch.optim.Optimizer):
@@ -25,8 +33,16 @@ class LearnedOptimizer(torch.optim.Optimizer):
     ``net`` is frozen and copied (later changes to the caller's net do not leak in); it runs
     in each parameter's floating dtype. ``state_dict`` holds p and the groups, not the net's
     weights: resume with the same net (``net.state_dict()`` saves it).
-    ``maximize`` feeds −∇F. Non-finite gradients raise FloatingPointError naming the
-    parameter (``check_finite=False`` skips the check).
+    ``maximize`` feeds −∇F.
+
+    Checks (each error names the argument, or "parameter i" and its param group):
+    parameters must be real floating tensors (float16, bfloat16, float32, float64) with data
+    (not on the meta device), refused at construction and in ``add_param_group``; ``lr``
+    must be finite and > 0, also when changed later through ``param_groups`` (checked at the
+    next step); with ``check_finite`` (default) a non-finite gradient, found by one fused
+    max-|·| pass over the group's gradients, or a non-finite loss returned by the closure
+    raises FloatingPointError before any parameter moves; ``load_state_dict`` refuses a state
+    that is not a LearnedOptimizer's or whose shapes differ from the parameters'.
     """
 
     def __init__(
@@ -42,14 +58,78 @@ class LearnedOptimizer(torch.optim.Optimizer):
         if not isinstance(net, HNNOptimizerNet):
             raise TypeError(
                 "LearnedOptimizer: net must be an odeopt.learned.HNNOptimizerNet, "
-                f"got {type(net).__name__}"
+                f"got net={type(net).__name__}"
             )
-        if not (isinstance(lr, (int, float)) and lr > 0):
-            raise ValueError(f"LearnedOptimizer: lr (out_mul) must be a positive number, got {lr}")
         defaults = dict(lr=lr, normalize=normalize, maximize=maximize, check_finite=check_finite)
+        _check_hyper(defaults, None)
         super().__init__(params, defaults)
         self.net = copy.deepcopy(net).requires_grad_(False)
         self._nets: dict[tuple[torch.dtype, torch.device], HNNOptimizerNet] = {}
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """torch's add_param_group, then its hyper-parameters and tensors are checked (class
+        docstring); a refused group is not added."""
+        super().add_param_group(param_group)
+        gi = len(self.param_groups) - 1
+        group = self.param_groups[gi]
+        try:
+            _check_hyper(group, gi)
+            for pi, p in enumerate(group["params"]):
+                _check_parameter(p, gi, pi)
+        except (TypeError, ValueError):
+            self.param_groups.pop()
+            raise
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """torch's load_state_dict after checking that ``state_dict`` is a LearnedOptimizer's
+        (its groups carry lr, normalize, maximize, check_finite; each parameter's state is
+        exactly ``{"p": tensor}``) for parameters of these shapes."""
+        where = "LearnedOptimizer.load_state_dict"
+        if not (
+            isinstance(state_dict, dict)
+            and isinstance(state_dict.get("param_groups"), list)
+            and isinstance(state_dict.get("state"), dict)
+        ):
+            raise ValueError(
+                f"{where}: state must be an optimizer state_dict with 'state' and "
+                f"'param_groups', got {type(state_dict).__name__}"
+                + (f" with keys {sorted(map(str, state_dict))}" if isinstance(state_dict, dict)
+                   else "")
+            )
+        groups, state = state_dict["param_groups"], state_dict["state"]
+        saved_sizes = [len(g.get("params", ())) for g in groups]
+        our_sizes = [len(g["params"]) for g in self.param_groups]
+        if saved_sizes != our_sizes:
+            raise ValueError(
+                f"{where}: state has param groups of sizes {saved_sizes}, this optimizer "
+                f"{our_sizes}"
+            )
+        for gi, (saved, ours) in enumerate(zip(groups, self.param_groups, strict=True)):
+            missing = [k for k in _HYPER if k not in saved]
+            if missing:
+                raise ValueError(
+                    f"{where}: state is not a LearnedOptimizer's: param group {gi} lacks "
+                    f"{missing} (keys {sorted(k for k in saved if k != 'params')})"
+                )
+            _check_hyper(saved, gi, where)
+            for pi, (idx, p) in enumerate(zip(saved["params"], ours["params"], strict=True)):
+                entry = state.get(idx)
+                if entry is None:
+                    continue
+                if not isinstance(entry, dict) or set(entry) != {"p"}:
+                    keys = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
+                    raise ValueError(
+                        f"{where}: state is not a LearnedOptimizer's: parameter {pi} of param "
+                        f"group {gi} has state {keys}, expected ['p']"
+                    )
+                v = entry["p"]
+                if not isinstance(v, torch.Tensor) or v.shape != p.shape:
+                    got = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+                    raise ValueError(
+                        f"{where}: state of parameter {pi} of param group {gi} has p of shape "
+                        f"{got}, the parameter has shape {tuple(p.shape)}"
+                    )
+        super().load_state_dict(state_dict)
 
     def _net_for(self, t: torch.Tensor) -> HNNOptimizerNet:
         key = (t.dtype, t.device)
@@ -59,23 +139,38 @@ class LearnedOptimizer(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:
+        """One learned step on every parameter with a gradient (module docstring)."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        work = []
         for gi, group in enumerate(self.param_groups):
-            for pi, p in enumerate(group["params"]):
-                if p.grad is None:
-                    continue
+            _check_hyper(group, gi)  # schedulers and users may have changed lr
+            items = [(pi, p) for pi, p in enumerate(group["params"]) if p.grad is not None]
+            for pi, p in items:
                 if p.grad.is_sparse:
-                    raise RuntimeError("LearnedOptimizer does not support sparse gradients")
-                g = -p.grad if group["maximize"] else p.grad
-                if group["check_finite"] and not torch.isfinite(g).all():
+                    raise RuntimeError(
+                        f"LearnedOptimizer does not support sparse gradients (parameter {pi} "
+                        f"of param group {gi})"
+                    )
+            if group["check_finite"]:
+                if loss is not None and not _finite_loss(loss):
+                    raise FloatingPointError(
+                        f"LearnedOptimizer: the closure's loss is not finite (loss={loss!r}); "
+                        "no parameter was updated"
+                    )
+                bad = _first_nonfinite([p.grad for _, p in items])
+                if bad is not None:
+                    pi, p = items[bad]
                     raise FloatingPointError(
                         f"LearnedOptimizer: non-finite gradient in param group {gi}, "
-                        f"parameter {pi} "
-                        f"(shape {tuple(p.shape)})"
+                        f"parameter {pi} (shape {tuple(p.shape)}); no parameter was updated"
                     )
+            work.append((group, items))
+        for group, items in work:
+            for _, p in items:
+                g = -p.grad if group["maximize"] else p.grad
                 state = self.state[p]
                 if "p" not in state:
                     state["p"] = torch.zeros_like(p)
@@ -85,12 +180,86 @@ class LearnedOptimizer(torch.optim.Optimizer):
         return loss
 
 
+def _check_hyper(group: dict[str, Any], gi: int | None, where: str = "LearnedOptimizer") -> None:
+    """lr finite and > 0, the flags bools; ``gi`` names the param group (None: the
+    constructor's arguments)."""
+    try:
+        check_positive(where, "lr", group["lr"])
+        for flag in _HYPER[1:]:
+            check_flag(where, flag, group[flag])
+    except (TypeError, ValueError) as exc:
+        msg = str(exc).replace("lr must", "lr (out_mul) must")
+        if gi is not None:
+            msg += f" (param group {gi})"
+        raise type(exc)(msg) from None
+
+
+def _check_parameter(p: Any, gi: int, pi: int) -> None:
+    """A real floating tensor with data (the net computes in the parameter's dtype)."""
+    where = f"LearnedOptimizer: parameter {pi} of param group {gi}"
+    if not isinstance(p, torch.Tensor):
+        raise TypeError(f"{where} must be a torch.Tensor, got {type(p).__name__}")
+    if p.dtype not in FLOAT_DTYPES:
+        raise TypeError(
+            f"{where} has dtype {p.dtype}; the learned optimizer needs a real floating dtype "
+            "(float16, bfloat16, float32, float64)"
+        )
+    if p.device.type == "meta":
+        raise ValueError(
+            f"{where} is on the meta device (it has no data to update); materialise it first, "
+            "e.g. module.to_empty(device='cpu') and initialise it"
+        )
+    if p.is_sparse:
+        raise TypeError(f"{where} is sparse; the learned optimizer needs dense parameters")
+
+
+def _finite_loss(loss: Any) -> bool:
+    """A closure's loss is finite (a tensor: every entry); a value of another kind passes."""
+    if isinstance(loss, torch.Tensor):
+        return bool(torch.isfinite(loss).all())
+    if isinstance(loss, numbers.Real):
+        return math.isfinite(loss)
+    return True
+
+
+def _first_nonfinite(grads: list[torch.Tensor]) -> int | None:
+    """The index of the first gradient with a non-finite entry, else None: one fused
+    max-|·| pass (``torch._foreach_norm(·, inf)``, no overflow in any dtype) and one
+    synchronisation per device."""
+    live = [i for i, g in enumerate(grads) if g.numel() > 0]
+    if not live:
+        return None
+    norms = torch._foreach_norm([grads[i] for i in live], math.inf)
+    by_device: dict[torch.device, list[int]] = {}
+    for k, n in enumerate(norms):
+        by_device.setdefault(n.device, []).append(k)
+    bad: list[int] = []
+    for ks in by_device.values():
+        ok = torch.stack([torch.isfinite(norms[k]) for k in ks])
+        if not bool(ok.all()):
+            bad.append(ks[int((~ok).nonzero()[0, 0])])
+    return live[min(bad)] if bad else None
+
+
 def to_source(net: HNNOptimizerNet, class_name: str = "HNNOptimizer") -> str:
     """A self-contained .py file (needs only torch) defining ``class_name``, a
-    torch.optim.Optimizer with the net's trained weights written in: the same arithmetic as
-    :class:`LearnedOptimizer` (tested equal)."""
-    if not class_name.isidentifier():
-        raise ValueError(f"to_source: class_name must be a Python identifier, got {class_name!r}")
+    torch.optim.Optimizer with the net's trained weights written in: the same arithmetic and
+    the same checks as :class:`LearnedOptimizer` (tested equal). The weights must be finite
+    (a diverged meta-training would write NaN into the file)."""
+    if not isinstance(net, HNNOptimizerNet):
+        raise TypeError(
+            "to_source: net must be an odeopt.learned.HNNOptimizerNet, "
+            f"got net={type(net).__name__}"
+        )
+    if not isinstance(class_name, str):
+        raise TypeError(f"to_source: class_name must be a string, got class_name={class_name!r}")
+    if not class_name.isidentifier() or keyword.iskeyword(class_name):
+        raise ValueError(
+            f"to_source: class_name must be a Python identifier, got class_name={class_name!r}"
+        )
+    for key, value in net.state_dict().items():
+        if not bool(torch.isfinite(value).all()):
+            raise ValueError(f"to_source: the net's weight {key} is not finite")
     weights = {k: v.detach().double().tolist() for k, v in net.state_dict().items()}
     P = net.pre.P if net.preprocess else 10.0
     return _SOURCE.format(
@@ -103,9 +272,21 @@ def to_source(net: HNNOptimizerNet, class_name: str = "HNNOptimizer") -> str:
 
 
 def save_source(net: HNNOptimizerNet, path: str | Path, class_name: str = "HNNOptimizer") -> Path:
-    """Write :func:`to_source` to ``path``."""
+    """Write :func:`to_source` to ``path`` (its directory must exist; an existing file is
+    replaced). A missing directory raises FileNotFoundError and a directory given as ``path``
+    IsADirectoryError, each naming it; nothing is written then."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"save_source: path must be a str or os.PathLike, got path={path!r}")
     path = Path(path)
-    path.write_text(to_source(net, class_name))
+    source = to_source(net, class_name)
+    if path.is_dir():
+        raise IsADirectoryError(f"save_source: path={str(path)!r} is a directory, not a file")
+    parent = path.parent
+    if not parent.is_dir():
+        raise FileNotFoundError(
+            f"save_source: the directory {str(parent)!r} of path={str(path)!r} does not exist"
+        )
+    path.write_text(source, encoding="utf-8")
     return path
 
 
@@ -167,15 +348,50 @@ def _update(w, g, p_prev, normalize):
     return u, pn
 
 
+_FLOAT = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _check_lr(lr, gi=None):
+    where = "" if gi is None else f" (param group {{gi}})"
+    if isinstance(lr, torch.Tensor) and lr.ndim == 0 and lr.dtype.is_floating_point:
+        lr = float(lr)
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)):
+        raise TypeError(f"lr (out_mul) must be a real number, got lr={{lr!r}}{{where}}")
+    if not math.isfinite(lr):
+        raise ValueError(f"lr (out_mul) must be finite, got lr={{lr}}{{where}}")
+    if lr <= 0:
+        raise ValueError(f"lr (out_mul) must be > 0, got lr={{lr:g}}{{where}}")
+
+
 class {cls}(Optimizer):
-    """The learned pH optimizer with its trained weights; lr is out_mul; state: p per parameter."""
+    """The learned pH optimizer with its trained weights; lr is out_mul; state: p per parameter.
+
+    Parameters must be real floating tensors with data (not meta); lr must be finite and > 0
+    (re-checked every step); with check_finite a non-finite gradient or closure loss raises
+    FloatingPointError before any parameter moves.
+    """
 
     def __init__(self, params, lr=1e-3, *, normalize=True, maximize=False, check_finite=True):
-        if not (isinstance(lr, (int, float)) and lr > 0):
-            raise ValueError(f"lr (out_mul) must be a positive number, got {{lr}}")
+        _check_lr(lr)
         super().__init__(params, dict(lr=lr, normalize=normalize, maximize=maximize,
                                       check_finite=check_finite))
         self._w = {{}}
+
+    def add_param_group(self, param_group):
+        super().add_param_group(param_group)
+        gi = len(self.param_groups) - 1
+        try:
+            _check_lr(self.param_groups[gi]["lr"], gi)
+            for pi, p in enumerate(self.param_groups[gi]["params"]):
+                if p.dtype not in _FLOAT:
+                    raise TypeError(f"parameter {{pi}} of param group {{gi}} has dtype "
+                                    f"{{p.dtype}}; a real floating dtype is needed")
+                if p.device.type == "meta":
+                    raise ValueError(f"parameter {{pi}} of param group {{gi}} is on the meta "
+                                     "device (no data to update)")
+        except (TypeError, ValueError):
+            self.param_groups.pop()
+            raise
 
     def _weights(self, t):
         key = (t.dtype, t.device)
@@ -190,14 +406,21 @@ class {cls}(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        work = []
         for gi, group in enumerate(self.param_groups):
-            for pi, p in enumerate(group["params"]):
-                if p.grad is None:
-                    continue
+            _check_lr(group["lr"], gi)
+            items = [(pi, p) for pi, p in enumerate(group["params"]) if p.grad is not None]
+            if group["check_finite"]:
+                if isinstance(loss, torch.Tensor) and not torch.isfinite(loss).all():
+                    raise FloatingPointError(f"the closure's loss is not finite (loss={{loss}})")
+                for pi, p in items:
+                    if not torch.isfinite(p.grad).all():
+                        raise FloatingPointError(
+                            f"non-finite gradient in param group {{gi}}, parameter {{pi}}")
+            work.append((group, items))
+        for group, items in work:
+            for _, p in items:
                 g = -p.grad if group["maximize"] else p.grad
-                if group["check_finite"] and not torch.isfinite(g).all():
-                    raise FloatingPointError(
-                        f"non-finite gradient in param group {{gi}}, parameter {{pi}}")
                 state = self.state[p]
                 if "p" not in state:
                     state["p"] = torch.zeros_like(p)

@@ -13,6 +13,8 @@ from typing import Protocol
 
 import torch
 
+from ._checks import check_count, check_float_dtype, check_generator
+
 __all__ = ["DigitsMLPTask", "ProblemBatch", "QuadraticTask", "Task"]
 
 
@@ -32,6 +34,11 @@ class Task(Protocol):
     name: str
 
     def sample(self, n: int, generator: torch.Generator) -> ProblemBatch: ...
+
+
+def _check_name(where: str, name: object) -> None:
+    if not isinstance(name, str):
+        raise TypeError(f"{where}: name must be a string, got name={name!r}")
 
 
 @dataclass
@@ -61,7 +68,15 @@ class QuadraticTask:
     dtype: torch.dtype = torch.float32
     name: str = "quadratic"
 
+    def __post_init__(self) -> None:
+        self.dim = check_count("QuadraticTask", "dim", self.dim)
+        check_float_dtype("QuadraticTask", "dtype", self.dtype)
+        _check_name("QuadraticTask", self.name)
+
     def sample(self, n: int, generator: torch.Generator) -> _Quadratics:
+        """``n`` ≥ 1 problems drawn with ``generator`` (a torch.Generator)."""
+        n = check_count("QuadraticTask.sample", "n", n)
+        check_generator("QuadraticTask.sample", "generator", generator)
         W = torch.randn(n, self.dim, self.dim, generator=generator, dtype=self.dtype)
         y = torch.randn(n, self.dim, generator=generator, dtype=self.dtype)
         return _Quadratics(W, y)
@@ -112,12 +127,20 @@ class DigitsMLPTask:
     name: str = "digits_mlp"
 
     def __post_init__(self) -> None:
+        self.hidden = check_count("DigitsMLPTask", "hidden", self.hidden)
+        self.batch = check_count("DigitsMLPTask", "batch", self.batch)
+        self.steps = check_count("DigitsMLPTask", "steps", self.steps)
+        check_float_dtype("DigitsMLPTask", "dtype", self.dtype)
+        _check_name("DigitsMLPTask", self.name)
         if self.activation not in ("sigmoid", "relu"):
             raise ValueError(
-                f"DigitsMLPTask: activation must be 'sigmoid' or 'relu', got {self.activation!r}"
+                "DigitsMLPTask: activation must be 'sigmoid' or 'relu', "
+                f"got activation={self.activation!r}"
             )
         if self.split not in ("train", "test"):
-            raise ValueError(f"DigitsMLPTask: split must be 'train' or 'test', got {self.split!r}")
+            raise ValueError(
+                f"DigitsMLPTask: split must be 'train' or 'test', got split={self.split!r}"
+            )
         from sklearn.datasets import load_digits
 
         X, Y = load_digits(return_X_y=True)
@@ -126,6 +149,9 @@ class DigitsMLPTask:
         self._Y = torch.tensor(Y[part], dtype=torch.long)
 
     def sample(self, n: int, generator: torch.Generator) -> _MLPs:
+        """``n`` ≥ 1 MLPs (initial weights and minibatch indices) drawn with ``generator``."""
+        n = check_count("DigitsMLPTask.sample", "n", n)
+        check_generator("DigitsMLPTask.sample", "generator", generator)
         f, h, c = self._X.shape[1], self.hidden, 10
 
         def uniform(shape: tuple[int, ...], fan_in: int) -> torch.Tensor:

@@ -16,10 +16,38 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._checks import check_count, check_flag, check_positive
 from .hnn import HNNOptimizerNet
 from .tasks import ProblemBatch, Task
 
 __all__ = ["MetaTrainResult", "hnn_update", "meta_train", "run_learned", "run_torch"]
+
+
+def _check_net(where: str, net: Any) -> HNNOptimizerNet:
+    if not isinstance(net, HNNOptimizerNet):
+        raise TypeError(
+            f"{where}: net must be an odeopt.learned.HNNOptimizerNet, "
+            f"got net={type(net).__name__}"
+        )
+    return net
+
+
+def _check_problems(where: str, problems: Any, name: str = "problems") -> ProblemBatch:
+    """A batch of problems has ``initial()`` and ``losses(params, step)``; a Task (which only
+    samples batches) is the usual mistake."""
+    if callable(getattr(problems, "initial", None)) and callable(
+        getattr(problems, "losses", None)
+    ):
+        return problems
+    hint = (
+        " (a Task: pass task.sample(n, torch.Generator().manual_seed(0)))"
+        if hasattr(problems, "sample")
+        else ""
+    )
+    raise TypeError(
+        f"{where}: {name} must be a batch of problems with initial() and losses(params, "
+        f"step), got {name}={type(problems).__name__}{hint}"
+    )
 
 
 def _normalize(p: torch.Tensor, batch_dims: int) -> torch.Tensor:
@@ -42,7 +70,20 @@ def hnn_update(
     u and p_next are the net's outputs for every entry (``HNNOptimizerNet``); with
     ``normalize`` (the original's default) p_next is divided by its norm over the tensor
     (over each problem's tensor when ``batch_dims`` = 1). The step is θ ← θ + out_mul·u.
+    ``grad`` and ``p_prev`` must be real floating tensors of one shape.
     """
+    _check_net("hnn_update", net)
+    for name, x in (("grad", grad), ("p_prev", p_prev)):
+        if not isinstance(x, torch.Tensor) or not x.dtype.is_floating_point:
+            what = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
+            raise TypeError(f"hnn_update: {name} must be a real floating tensor, got {what}")
+    if grad.shape != p_prev.shape:
+        raise ValueError(
+            f"hnn_update: grad and p_prev must have one shape, got grad.shape="
+            f"{tuple(grad.shape)} and p_prev.shape={tuple(p_prev.shape)}"
+        )
+    if batch_dims not in (0, 1) or isinstance(batch_dims, bool):
+        raise ValueError(f"hnn_update: batch_dims must be 0 or 1, got batch_dims={batch_dims!r}")
     dtype = next(net.parameters()).dtype  # the net's dtype; results in the gradient's
     u, pn = net(grad.reshape(-1, 1).to(dtype), p_prev.reshape(-1, 1).to(dtype))
     u, pn = u.reshape(grad.shape).to(grad.dtype), pn.reshape(grad.shape).to(grad.dtype)
@@ -64,11 +105,29 @@ def run_learned(
 
     With ``window`` and ``on_window`` (meta-training) the graph is kept over each window of
     ``window`` steps, ``on_window(Σ_t mean_b F_b)`` is called at its end and the states are
-    detached; otherwise the net runs without a graph.
+    detached; otherwise the net runs without a graph. ``steps`` is an integer ≥ 1 and
+    ``out_mul`` finite and > 0; ``window`` without ``on_window`` is refused (it would do
+    nothing).
     """
+    _check_net("run_learned", net)
+    _check_problems("run_learned", problems)
+    steps = check_count("run_learned", "steps", steps)
+    out_mul = check_positive("run_learned", "out_mul", out_mul)
+    normalize = check_flag("run_learned", "normalize", normalize)
     training = on_window is not None
-    if training and not (isinstance(window, int) and window > 0):
-        raise ValueError(f"run_learned: on_window needs window, a positive integer; got {window!r}")
+    if training and not callable(on_window):
+        raise TypeError(
+            f"run_learned: on_window must be callable, got on_window={type(on_window).__name__}"
+        )
+    if training:
+        if window is None:
+            raise ValueError("run_learned: on_window needs window, an integer ≥ 1; got None")
+        window = check_count("run_learned", "window", window)
+    elif window is not None:
+        raise ValueError(
+            f"run_learned: window={window!r} is used only with on_window (meta-training); "
+            "pass both or neither"
+        )
     params = [w.detach().requires_grad_(True) for w in problems.initial()]
     moms = [torch.zeros_like(w) for w in params]
     history = []
@@ -106,9 +165,23 @@ def run_torch(
     steps: int = 100,
 ) -> np.ndarray:
     """A torch.optim optimizer on the same batch (coordinate-wise optimizers treat every
-    problem independently); F at steps 0…steps, (steps+1, n)."""
+    problem independently); F at steps 0…steps, (steps+1, n). ``optimizer`` maps the list of
+    parameters to an optimizer (e.g. ``lambda ps: torch.optim.SGD(ps, lr=0.01)``)."""
+    if not callable(optimizer) or isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(
+            "run_torch: optimizer must be a function of the parameter list that returns a "
+            "torch.optim.Optimizer (e.g. lambda ps: torch.optim.SGD(ps, lr=0.01)), "
+            f"got optimizer={type(optimizer).__name__}"
+        )
+    _check_problems("run_torch", problems)
+    steps = check_count("run_torch", "steps", steps)
     params = [w.detach().clone().requires_grad_(True) for w in problems.initial()]
     opt = optimizer(params)
+    if not isinstance(opt, torch.optim.Optimizer):
+        raise TypeError(
+            "run_torch: optimizer(params) must return a torch.optim.Optimizer, "
+            f"got {type(opt).__name__}"
+        )
     history = []
     for k in range(steps):
         opt.zero_grad()
@@ -154,26 +227,39 @@ def meta_train(
     of ``unroll``; every ``validate_every`` iterations the mean F over ``steps`` steps on a
     fixed validation batch is measured and the best weights are kept (the original's model
     selection). Deterministic given ``seed``.
+
+    Every argument is checked first (counts are integers ≥ 1, ``seed`` ≥ 0, ``lr`` and
+    ``out_mul`` finite and > 0, flags are bools, ``task`` an instance with ``sample``): a
+    TypeError or ValueError names the argument and its value.
     """
-    for name, value in (
-        ("iterations", iterations),
-        ("problems", problems),
-        ("steps", steps),
-        ("unroll", unroll),
-        ("validate_every", validate_every),
-    ):
-        if not (isinstance(value, int) and value > 0):
-            raise ValueError(f"meta_train: {name} must be a positive integer, got {value!r}")
-    if not (lr > 0 and out_mul > 0):
-        raise ValueError(f"meta_train: lr and out_mul must be positive, got {lr}, {out_mul}")
+    if isinstance(task, type) or not callable(getattr(task, "sample", None)):
+        what = f"the class {task.__name__}" if isinstance(task, type) else type(task).__name__
+        raise TypeError(
+            "meta_train: task must be a Task instance with sample(n, generator), such as "
+            f"QuadraticTask() or DigitsMLPTask(), got task={what}"
+        )
+    if net is not None:
+        _check_net("meta_train", net)
+    iterations = check_count("meta_train", "iterations", iterations)
+    problems = check_count("meta_train", "problems", problems)
+    steps = check_count("meta_train", "steps", steps)
+    unroll = check_count("meta_train", "unroll", unroll)
+    validate_every = check_count("meta_train", "validate_every", validate_every)
+    validation_problems = check_count("meta_train", "validation_problems", validation_problems)
+    lr = check_positive("meta_train", "lr", lr)
+    out_mul = check_positive("meta_train", "out_mul", out_mul)
+    normalize = check_flag("meta_train", "normalize", normalize)
+    progress = check_flag("meta_train", "progress", progress)
+    seed = check_count("meta_train", "seed", seed, minimum=0)
     gen = torch.Generator().manual_seed(seed)
     if net is None:
         torch_state = torch.random.get_rng_state()
         torch.manual_seed(seed)
         net = HNNOptimizerNet(preprocess=getattr(task, "name", "") != "quadratic")
         torch.random.set_rng_state(torch_state)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
     val_batch = task.sample(validation_problems, torch.Generator().manual_seed(seed + 10_000))
+    _check_problems("meta_train", val_batch, "task.sample(n, generator)")
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
     result = MetaTrainResult(net=net, out_mul=out_mul)
     best: dict[str, Any] | None = None
 
