@@ -240,13 +240,18 @@ class NumericField:
         return dict(zip(self.energy_blocks, self._call(fn, x, t), strict=True))
 
     def structure(self, x: State, t: Any, v: State) -> State:
+        """(J − R)(x)·v per energy block (the discrete gradient's correction term)."""
         E = self.energy_blocks
         vs = [Block(f"v_{b}_") for b in E]
-        M = self.system.J - self.system.R
-        exprs = [
-            sum((M[i, j] * vs[j] for j in range(len(E))), sp.Integer(0)) for i in range(len(E))
-        ]
-        fn = self._fn("structure", exprs, extra=vs)
+        if "structure" in self._compiled:  # built once: sympy's J − R is slow to rebuild
+            fn = self._compiled["structure"]
+        else:
+            M = self.system.J - self.system.R
+            exprs = [
+                sum((M[i, j] * vs[j] for j in range(len(E))), sp.Integer(0))
+                for i in range(len(E))
+            ]
+            fn = self._fn("structure", exprs, extra=vs)
         out = self._call(fn, x, t, {s.name: v[b] for s, b in zip(vs, E, strict=True)})
         return dict(zip(E, out, strict=True))
 

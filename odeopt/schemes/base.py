@@ -165,6 +165,13 @@ class Projected(Scheme):
         if hasattr(inner, "controller"):
             self.controller = inner.controller
 
+    def __getattr__(self, name: str) -> Any:
+        """The inner scheme's other attributes (an implicit scheme's ``tol``, say), so that
+        the integrator sees the same scheme through the projection."""
+        if name == "inner":  # not set yet (copying, unpickling)
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
     def step(self, f: Field, x: State, t: Any, h: Any) -> Step:
         return self.inner.step(f, f.project(x, t), t, h)
 
