@@ -483,3 +483,38 @@ def test_learned_cell_with_an_input_is_passive() -> None:
     assert b.verdict == "passive"
     assert "R is positive semidefinite" in b.reason
     assert "not proved to decrease" in b.reason
+
+
+# ------------------------------------------------- review regressions (metric systems)
+def test_a_metric_system_with_an_undecided_r_is_not_dissipative() -> None:
+    """θ' = −r·P∇F: with R = [[t − 1]] dH/dt = (1 − t)⟨g, Pg⟩ rises for t < 1 even with P ⪰ 0
+    proved (F rose from 1.00 to 2.12 along an integration called 'dissipative' before)."""
+    from odeopt.symbolic import LevenbergMarquardt
+
+    theta = oo.blocks("theta")
+    system = oo.PortHamiltonian(
+        oo.loss(theta), [theta], J=[[0]], R=[[oo.t - 1]], metric=LevenbergMarquardt()
+    )
+    b = system.energy_balance()
+    assert b.verdict == "not proved" and b.nonincreasing is not True
+    assert "not proved ≥ 0" in b.reason
+
+
+def test_a_declared_metric_that_cannot_be_checked_is_not_dissipative() -> None:
+    """A declared P ⪰ 0 whose numeric check had no valid sample (P·g is NaN) proves nothing."""
+    import numpy as np
+
+    from odeopt.symbolic import Metric
+
+    class Undefined(Metric):
+        psd = "declared"
+
+        def apply(self, problem, theta, g):
+            return g * np.nan
+
+    theta = oo.blocks("theta")
+    b = oo.PortHamiltonian(
+        oo.loss(theta), [theta], J=[[0]], R=[[1]], metric=Undefined()
+    ).energy_balance()
+    assert b.verdict == "not proved" and b.nonincreasing is None
+    assert "could not be checked" in b.reason

@@ -342,3 +342,67 @@ def test_lc_egd_with_a_far_end_time_flags_no_start_at_t0() -> None:
     assert not np.any(tr.t_stop == 0)
     assert set(tr.status) == {"converged", "max_steps"}
     assert np.mean(tr.status == "converged") > 0.8
+
+
+# --------------------------------------------- review regressions (values where a row stops)
+def _sqrt_problem():
+    """F = Σ√θ: undefined (NaN) for θ < 0, which a large gradient step jumps into."""
+    return problems.from_functions(
+        lambda th: np.sqrt(th).sum(-1), lambda th: 0.5 / np.sqrt(th), dim=1
+    )
+
+
+@pytest.mark.parametrize("save", ["final", 2])
+def test_a_row_stopping_where_f_is_undefined_keeps_its_last_saved_values(save) -> None:
+    """Between saved points a row can stop (here: diverged, its next state NaN) at a state
+    where F is undefined; it keeps the last saved state instead of putting NaN in the arrays."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tr = oo.integrate(
+            zoo.gradient_flow(),
+            _sqrt_problem(),
+            {"theta": [[0.01], [4.0]]},
+            steps=5,
+            h=1.0,
+            scheme="euler",
+            save=save,
+        )
+    assert list(tr.status) == ["nonfinite", "ok"]
+    assert tr.t_stop[0] == 0.0  # the last saved time where F was defined
+    for arr in (tr["theta"], tr.energy, tr.loss, tr.grad_norm):
+        assert np.isfinite(arr).all()
+
+
+def test_an_adaptive_row_stopping_where_f_is_undefined_keeps_its_last_saved_values() -> None:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tr = oo.integrate(
+            zoo.gradient_flow(),
+            _sqrt_problem(),
+            {"theta": [[0.01], [4.0]]},
+            t_span=(0.0, 1.0),
+            h=3.0,
+            rtol=10.0,
+            atol=10.0,
+            scheme="euler_richardson",
+        )
+    assert tr.status[0] == "nonfinite" and tr.status[1] == "ok"
+    for arr in (tr["theta"], tr.energy, tr.loss, tr.grad_norm):
+        assert np.isfinite(arr).all()
+
+
+def test_a_huge_finite_gradient_is_not_called_undefined() -> None:
+    """|∇F| = 4e20 is finite in float32, though Σg² overflows: the start is accepted, and the
+    row that then overflows F to inf is "diverged" (a blow-up), not "nonfinite"."""
+    x0 = torch.tensor([[1e6, 0.0], [1.0, 1.0]], dtype=torch.float32)
+    tr = oo.integrate(
+        zoo.gradient_flow(), problems.rosenbrock(), {"theta": x0}, steps=2, h=1e-3
+    ).numpy()
+    assert tr.grad_norm[0, 0] == pytest.approx(4e20, rel=1e-3)
+    assert list(tr.status) == ["diverged", "ok"]
+
+
+def test_the_start_error_names_the_trajectory_across_chunks() -> None:
+    x0 = np.array([[1.0], [0.5], [0.2], [2.0]])  # the last start lies where F is NaN
+    with pytest.raises(ValueError, match=r"start of trajectories \[3\]"):
+        oo.integrate(
+            zoo.gradient_flow(), _nan_beyond(1.5), {"theta": x0}, steps=2, h=0.1, chunk_size=2
+        )

@@ -1091,7 +1091,7 @@ def _evaluate(groups, theta_key, closure, maximize):
                 p.copy_(v)
     F = _loss_value(loss, NEEDS_LOSS)
     F = 0.0 if F is None else F  # (unused: the rule does not read the loss)
-    if not math.isfinite(F):
+    if not math.isfinite(F) and (NEEDS_LOSS or any(G["check_finite"] for G in groups)):
         raise _NonFinite(f"the loss is not finite ({F}) at the stage {theta_key}")
     for G, gs in zip(groups, grads):
         if G["check_finite"] and _nonfinite(gs) is not None:

@@ -385,6 +385,15 @@ class _Ops:
         return out
 
 
+def _norm(g: Any, ops: _Ops) -> Any:
+    """|g| per row without overflow: m·(Σ(g/m)²)^½ with m = max|gᵢ| (|g| up to the dtype's
+    maximum stays finite; Σg² alone overflows from 1.3e154 in float64, 1.8e19 in float32)."""
+    m = abs(g).amax(-1) if ops.torch else np.abs(g).max(-1)
+    safe = ops.xp.where((m > 0) & (m < float("inf")), m, m * 0 + 1)
+    out = m * (((g / safe[:, None]) ** 2).sum(-1) ** 0.5)
+    return ops.xp.where(m == float("inf"), m, out)  # an infinite entry: |g| = inf, not NaN
+
+
 def torch_dot(x: Any) -> Any:
     flat = x.reshape(-1)
     return flat.dot(flat)
@@ -434,6 +443,7 @@ class _Run:
         self.H, self.F, self.G = (self.ops.empty((saves, self.B)) for _ in range(3))
         self.status = np.full(self.B, "ok", dtype="<U11")
         self.t_saved = np.full(self.B, np.nan)  # the time of each row's last saved state
+        self.offset = 0  # the chunk's first trajectory, for messages
         self._domain_fn: Any = None
         self.t_stop = np.full(self.B, np.nan)
         self.active = np.arange(self.B)
@@ -452,32 +462,20 @@ class _Run:
     def snapshot(self, x: Mapping[str, Any], t: Any, field: NumericField) -> tuple[Any, Any, Any]:
         F, g = field.loss_and_grad(x[self.position], t)
         H = field.energy(dict(x), t)[:, 0]
-        return H, F, (g * g).sum(-1) ** 0.5
+        return H, F, _norm(g, self.ops)
 
     def save(self, t: Any) -> np.ndarray | None:
         """Save the working rows at time ``t``. A row whose H, F or |∇F| is not finite there
-        (at a finite state: the objective is undefined) is stopped with status
-        ``"nonfinite"`` and its last saved state and values kept; returns the mask of the
-        rows that go on (None when all do). A start where they are not finite is an error."""
+        is stopped with its last saved state and values kept, status ``"nonfinite"`` (NaN:
+        the objective is undefined) or ``"diverged"`` (±inf: an overflow); returns the mask
+        of the rows that go on (None when all do). A start where they are not finite is an
+        error."""
         s = self.saved
         H, F, gn = self.snapshot(self.x, t, self.field)
         keep = None
         bad = self._nonfinite(H, F, gn)
         if bad is not None:
-            glob = self.active[bad]
-            if s == 0:
-                raise ValueError(
-                    f"the objective (F, ∇F or H) is not finite at the start of trajectories "
-                    f"{glob[:10].tolist()}{' …' if len(glob) > 10 else ''}; give starts where "
-                    "it is finite"
-                )
-            rows = self._glob(glob)
-            for b in self.names:
-                self.out[b][s:, rows] = self.out[b][s - 1, rows]
-            for arr in (self.H, self.F, self.G):
-                arr[s:, rows] = arr[s - 1, rows]
-            self.status[glob] = "nonfinite"
-            self.t_stop[glob] = self.t_saved[glob]
+            self._keep_last_saved(self.active[bad], self._kind(H, F, gn)[bad])
             keep = ~bad
             idx = self.ops.index(keep)
             self._drop(bad)
@@ -535,7 +533,36 @@ class _Run:
         for b in self.names:
             self.out[b][s:, rows] = frozen[b]
         self.H[s:, rows], self.F[s:, rows], self.G[s:, rows] = H, F, gn
+        bad = self._nonfinite(H, F, gn)
+        if bad is not None:  # the objective is undefined where it stops: keep the last save
+            self._keep_last_saved(glob[bad], self._kind(H, F, gn)[bad])
         return self._drop(mask)
+
+    def _kind(self, *values: Any) -> np.ndarray:
+        """Per row: "nonfinite" where a value is NaN, "diverged" where one is ±inf only (an
+        overflow at a finite state is a blow-up, not an undefined objective)."""
+        nan = np.zeros(len(self.ops.np(values[0])), dtype=bool)
+        for v in values:
+            nan |= np.isnan(np.asarray(self.ops.np(v), dtype=float))
+        return np.where(nan, "nonfinite", "diverged")
+
+    def _keep_last_saved(self, glob: np.ndarray, status: np.ndarray) -> None:
+        """Rows ``glob`` (of the chunk) keep their last saved state and values in every later
+        slot, with ``status`` and t_stop the time of that save."""
+        s = self.saved
+        if s == 0:
+            raise ValueError(
+                f"the objective (F, ∇F or H) is not finite at the start of trajectories "
+                f"{(glob[:10] + self.offset).tolist()}{' …' if len(glob) > 10 else ''}; give "
+                "starts where it is finite"
+            )
+        rows = self._glob(glob)
+        for b in self.names:
+            self.out[b][s:, rows] = self.out[b][s - 1, rows]
+        for arr in (self.H, self.F, self.G):
+            arr[s:, rows] = arr[s - 1, rows]
+        self.status[glob] = status
+        self.t_stop[glob] = self.t_saved[glob]
 
     # -- events
     def event_values(
@@ -908,17 +935,9 @@ class _Run:
                     self.x, prev = ops.take(self.x, kept), ops.take(prev, kept)
                     drop(bad)
                     t_before, stalled = t_before[~bad], stalled[~bad]
-                if stalled.any():
-                    frozen = ops.take(prev, ops.index(stalled))
-                    kept = self.stop(
-                        stalled,
-                        "stalled",
-                        rowv["t"][stalled],
-                        frozen,
-                        ops.column(t_before[stalled]),
-                    )
-                    self.x = ops.take(self.x, kept)
-                    drop(stalled)
+                if stalled.any():  # the last accepted state (this step's, if it was accepted)
+                    state = ops.take(self.x, ops.index(stalled))
+                    stop(stalled, "stalled", state, rowv["t"][stalled])
                 if self.gtol is not None and len(self.active):
                     _, g = self.field.loss_and_grad(self.x[self.position], ops.column(rowv["t"]))
                     conv = ops.np((g * g).sum(-1) ** 0.5) < self.gtol
@@ -1072,15 +1091,16 @@ def _fill_globals(run: _Run, grid: np.ndarray) -> None:
         if s == 0:
             raise ValueError(
                 f"the objective (F, ∇F or H) is not finite at the start of trajectories "
-                f"{rows[:10].tolist()}; give starts where it is finite"
+                f"{(rows[:10] + run.offset).tolist()}; give starts where it is finite"
             )
+        kind = run._kind(run.H[s], run.F[s], run.G[s])[bad]
         idx = run.ops.index(bad)
         for b in run.names:
             run.out[b][s:, idx] = run.out[b][s - 1, idx]
         for arr in (run.H, run.F, run.G):
             arr[s, idx] = arr[s - 1, idx]
-        fresh = run.status[rows] != "nonfinite"
-        run.status[rows[fresh]] = "nonfinite"
+        fresh = run.status[rows] == "ok"
+        run.status[rows[fresh]] = kind[fresh]
         run.t_stop[rows[fresh]] = grid[s - 1]
     run.saved = len(grid)
 
@@ -1376,6 +1396,7 @@ def integrate(
                 blowup,
                 len(grid),
             )
+            run.offset = sl.start
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 if backend == "scipy":
                     _run_scipy(

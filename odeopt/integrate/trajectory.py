@@ -101,8 +101,9 @@ class Trajectory:
       the tolerance cannot be met there;
     * ``"unconverged"``: an implicit scheme's solve missed its tolerance even after step
       halving (the discrete-gradient scheme's energy guarantee would not hold);
-    * ``"nonfinite"``: F, ∇F or H became non-finite at a finite state (detected at the
-      saved points).
+    * ``"nonfinite"``: F, ∇F or H became NaN at a finite state (the objective is undefined
+      there; detected at the saved points and where a row stops). An overflow to ±inf
+      there counts as ``"diverged"``.
 
     A stopped trajectory keeps its last good state (and its H, F, |∇F|) at later saved times,
     ``t_stop`` is when it stopped (NaN for "ok"): NaN never enters the arrays.

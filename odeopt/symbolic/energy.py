@@ -321,7 +321,14 @@ def _metric_balance(system: PortHamiltonian) -> EnergyBalance:
     description = getattr(metric, "description", type(metric).__name__)
     check = metric.check_psd() if hasattr(metric, "check_psd") else None
     ok, how, example, checked = check if check is not None else (None, "no check", None, 0)
-    if example is not None:
+    r = sp.simplify(system.R[0, 0])  # θ' = −r·P∇F (one block: J = 0, R = [[r]])
+    if example is None and system.r_psd is not True:
+        verdict, nonincreasing = "not proved", None
+        reason = (
+            f"{description}: θ' = −r·P∇F with R = [[{r}]], which is not proved ≥ 0 "
+            f"({system.r_psd_reason}), so the sign of dH/dt = −r·∇FᵀP∇F is not proved"
+        )
+    elif example is not None:
         verdict, nonincreasing = "not proved", False
         reason = f"{description}: {how}, so dH/dt = −∇FᵀP∇F > 0 there"
         if claim:
@@ -333,7 +340,7 @@ def _metric_balance(system: PortHamiltonian) -> EnergyBalance:
             f"{description}: P ⪰ 0 {proof}, so dH/dt = −∇FᵀP∇F ≤ 0 (not coordinate-wise: "
             f"P by construction, not by sympy; {how})"
         )
-    elif claim == "declared" and ok:
+    elif claim == "declared" and ok and checked > 0:
         verdict, nonincreasing = "dissipative", True
         reason = (
             f"{description}: P ⪰ 0 is declared by the metric and {how}, so "
@@ -352,8 +359,8 @@ def _metric_balance(system: PortHamiltonian) -> EnergyBalance:
     return EnergyBalance(
         system=system.name,
         hamiltonian=system.hamiltonian,
-        rate=-gPg,
-        dissipation=-gPg,
+        rate=-r * gPg,
+        dissipation=-r * gPg,
         supply=sp.Integer(0),
         auxiliary=sp.Integer(0),
         time_derivative=sp.Integer(0),
