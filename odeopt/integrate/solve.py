@@ -1168,8 +1168,10 @@ def _run_torchdiffeq(
     except AssertionError as exc:  # torchdiffeq signals a collapsed step this way
         raise FloatingPointError(
             f"torchdiffeq's {method} failed ({exc}); one step size is shared by the whole "
-            "batch, and it collapsed on finite rows (a stiff or singular trajectory): use "
-            "backend='torch' with an odeopt scheme, or scipy per trajectory"
+            "batch, and it collapsed on rows still within blowup (a stiff or singular "
+            f"trajectory, or one blowing up in finite time before |x| reaches blowup = "
+            f"{run.blowup:g}): give a smaller blowup= (rows beyond it are frozen and flagged "
+            "'diverged'), or use backend='torch' with an odeopt scheme, or scipy per trajectory"
         ) from exc
     k = len(grid)
     Y = torch.stack(ys, 1)  # (time, blocks, batch, n)
