@@ -518,3 +518,18 @@ def test_a_declared_metric_that_cannot_be_checked_is_not_dissipative() -> None:
     ).energy_balance()
     assert b.verdict == "not proved" and b.nonincreasing is None
     assert "could not be checked" in b.reason
+
+
+def test_a_j_skew_only_within_tolerance_does_not_prove_dissipation() -> None:
+    """J = [[0, 1], [−1 + 1e-13, 0]] is accepted (float tolerance), but then ∇HᵀJ∇H =
+    1e-13·⟨g, p⟩ has no sign: with R = 0 the balance must not say "dissipative"."""
+    theta, p = oo.blocks("theta p")
+    system = oo.PortHamiltonian(
+        oo.loss(theta) + oo.sqnorm(p) / 2,
+        [theta, p],
+        J=[[0, 1], [-1.0 + 1e-13, 0]],
+        R=[[0, 0], [0, 0.0]],
+    )
+    b = system.energy_balance()
+    assert b.verdict == "not proved" and b.nonincreasing is not True
+    assert "only within the float tolerance" in b.reason

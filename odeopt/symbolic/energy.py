@@ -417,7 +417,16 @@ def energy_balance(system: PortHamiltonian, samples: int = 2000, seed: int = 0) 
     supply = to_globals(supply_c)
     auxiliary = to_globals(aux_c)
 
-    if system.r_psd and aux_c == 0 and dHdt_explicit == 0:
+    J = system.J
+    skew = all(
+        sp.simplify(J[i, j] + J[j, i]) == 0 for i in range(J.shape[0]) for j in range(i, J.shape[0])
+    )
+    if not skew:  # accepted within the float tolerance: ∇HᵀJ∇H need not vanish exactly
+        structural = (
+            False,
+            "J is skew-symmetric only within the float tolerance, so ∇HᵀJ∇H is not exactly 0",
+        )
+    elif system.r_psd and aux_c == 0 and dHdt_explicit == 0:
         structural = (
             True,
             "−∇HᵀR∇H ≤ 0 because R is positive semidefinite (" + system.r_psd_reason + ")",
