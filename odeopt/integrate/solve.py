@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -12,6 +11,7 @@ import numpy as np
 import sympy as sp
 
 from .. import schemes as _schemes
+from ..checks import check_count, check_positive, check_real
 from ..schemes.adaptive import StepController
 from ..schemes.base import Scheme
 from .events import Event, EventRecord
@@ -39,50 +39,6 @@ def _is_torch(value: Any) -> bool:
     return type(value).__module__.startswith("torch")
 
 
-def _real(name: str, value: Any) -> float:
-    """``value`` as a float, or a TypeError naming the argument (bools and complex refused;
-    a 0-d real array or tensor is taken)."""
-    if getattr(value, "ndim", None) == 0 and getattr(value, "dtype", None) is not None:
-        kind = getattr(value.dtype, "kind", None)
-        real_tensor = _is_torch(value) and not value.is_complex() and value.dtype.is_floating_point
-        if kind in ("i", "u", "f") or real_tensor:
-            return float(value)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {name}={value!r}")
-    return float(value)
-
-
-def check_positive(
-    name: str, value: Any, allow_zero: bool = False, allow_inf: bool = False
-) -> float:
-    """A real ``value`` > 0 (≥ 0 with ``allow_zero``), finite unless ``allow_inf``; else a
-    ValueError naming the argument and the value."""
-    v = _real(name, value)
-    if math.isnan(v) or (math.isinf(v) and not allow_inf):
-        raise ValueError(f"{name} must be finite, got {name}={v}")
-    if v < 0 or (v == 0 and not allow_zero):
-        bound = "≥ 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be {bound}, got {name}={v:g}")
-    return v
-
-
-def check_count(name: str, value: Any, minimum: int = 1) -> int:
-    """An integer ≥ ``minimum`` (an integral float such as 1e5 is taken; 2.7 is refused)."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer ≥ {minimum}, got {name}={value!r}")
-    if isinstance(value, numbers.Integral):
-        v = int(value)
-    elif isinstance(value, numbers.Real) and math.isfinite(value) and float(value).is_integer():
-        v = int(value)
-    elif isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be an integer ≥ {minimum}, got {name}={value!r}")
-    else:
-        raise TypeError(f"{name} must be an integer ≥ {minimum}, got {name}={value!r}")
-    if v < minimum:
-        raise ValueError(f"{name} must be an integer ≥ {minimum}, got {name}={v}")
-    return v
-
-
 def _check_arguments(
     t_span: Any,
     steps: Any,
@@ -98,8 +54,8 @@ def _check_arguments(
     if t_span is not None:
         if isinstance(t_span, (str, bytes)) or not hasattr(t_span, "__len__") or len(t_span) != 2:
             raise ValueError(f"t_span is (t0, t1), got t_span={t_span!r}")
-        t0 = _real("t_span[0]", t_span[0])
-        t1 = _real("t_span[1]", t_span[1])
+        t0 = check_real("t_span[0]", t_span[0], finite=False)
+        t1 = check_real("t_span[1]", t_span[1], finite=False)
         if not (math.isfinite(t0) and math.isfinite(t1)):
             raise ValueError(f"t_span must be finite, got t_span=({t0}, {t1})")
         if not t1 > t0:

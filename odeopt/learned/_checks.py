@@ -8,11 +8,11 @@ where an instance is meant), ValueError for a value of the right kind out of ran
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Any
 
 import torch
+
+from .. import checks as _checks
 
 __all__ = ["check_count", "check_flag", "check_float_dtype", "check_generator", "check_positive"]
 
@@ -21,33 +21,15 @@ FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def check_positive(where: str, name: str, value: Any) -> float:
-    """``value`` as a float, required real (not bool), finite and > 0.
-
-    A 0-d real torch tensor or numpy scalar is taken (``float(value)``)."""
-    if isinstance(value, torch.Tensor) and value.ndim == 0 and value.dtype.is_floating_point:
-        value = float(value)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{where}: {name} must be a real number, got {name}={value!r}")
-    v = float(value)
-    if not math.isfinite(v):
-        raise ValueError(f"{where}: {name} must be finite, got {name}={v}")
-    if v <= 0:
-        raise ValueError(f"{where}: {name} must be > 0, got {name}={v:g}")
-    return v
+    """``value`` as a float, required real (not bool), finite and > 0 (a 0-d real tensor or
+    numpy scalar is taken)."""
+    return _checks.check_positive(name, value, where)
 
 
 def check_count(where: str, name: str, value: Any, minimum: int = 1) -> int:
     """``value`` as an int ≥ ``minimum``: integers (numpy's too) are taken; bools, strings and
-    non-integral numbers are refused (2.7 steps are not silently 2)."""
-    msg = f"{where}: {name} must be an integer ≥ {minimum}, got {name}={value!r}"
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(msg)
-    if not isinstance(value, numbers.Integral):  # 2.7, nan, 3.0: a real of the wrong kind
-        raise ValueError(msg)
-    v = int(value)
-    if v < minimum:
-        raise ValueError(f"{where}: {name} must be an integer ≥ {minimum}, got {name}={v}")
-    return v
+    non-integral numbers (also 3.0) are refused."""
+    return _checks.check_count(name, value, minimum, where, integral_floats=False)
 
 
 def check_flag(where: str, name: str, value: Any) -> bool:

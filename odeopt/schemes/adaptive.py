@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
+from ..checks import check_real
 from .base import Field, Scheme, State, Step, axpy
 
 __all__ = ["EnergyController", "EnergyDecrease", "EulerRichardson", "StepController"]
@@ -20,11 +21,7 @@ __all__ = ["EnergyController", "EnergyDecrease", "EulerRichardson", "StepControl
 def _check_reals(obj: Any, *names: str, allow_inf: bool = False) -> None:
     """Each named attribute is a real number, finite unless ``allow_inf`` (never NaN)."""
     for name in names:
-        value = getattr(obj, name)
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise TypeError(f"{name} must be a real number, got {name}={value!r}")
-        if np.isnan(value) or (np.isinf(value) and not allow_inf):
-            raise ValueError(f"{name} must be finite, got {name}={value}")
+        check_real(name, getattr(obj, name), allow_inf=allow_inf)
 
 
 class EulerRichardson(Scheme):
@@ -166,12 +163,7 @@ class EnergyDecrease(Scheme):
         from . import get
 
         for name, value in (("lam", lam), ("shrink", shrink), ("grow", grow), ("h_max", h_max)):
-            if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(
-                value, bool
-            ):
-                raise TypeError(f"{name} must be a real number, got {name}={value!r}")
-            if np.isnan(value) or (np.isinf(value) and name not in ("grow", "h_max")):
-                raise ValueError(f"{name} must be finite, got {name}={value}")
+            check_real(name, value, allow_inf=name in ("grow", "h_max"))
         if not h_max > 0:
             raise ValueError(f"h_max must be > 0, got h_max={h_max}")
         self.inner = get(inner)
