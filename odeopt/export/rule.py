@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sympy as sp
 
@@ -13,6 +14,10 @@ from ..schemes.program import Assignment, Evaluation, Program, run_symbolic
 from ..symbolic.language import Block, Gradient, Loss, Reduction, Time
 
 if TYPE_CHECKING:
+    from ..analysis.modified import ModifiedSystem
+    from ..analysis.pep import WorstCase
+    from ..analysis.quadratic import DiscreteEnergy, QuadraticRule
+    from ..analysis.tuning import TunedRule
     from ..symbolic.system import PortHamiltonian
 
 __all__ = ["Identification", "UpdateRule", "discretize"]
@@ -234,6 +239,51 @@ class UpdateRule:
             f"({k})·b' + ({rest})·g, neither a multiple of the new buffer (SGD) nor "
             "g + μb' (Nesterov)",
         )
+
+    # -- analysis (odeopt.analysis)
+    def quadratic(self, t: Any = None, switched: bool = False) -> QuadraticRule:
+        """The rule on F = ½λ|θ|² (one eigen-direction of any quadratic): x_{k+1} = M(λ)x_k.
+
+        See :func:`odeopt.analysis.quadratic`.
+        """
+        from ..analysis.quadratic import quadratic
+
+        return quadratic(self, t=t, switched=switched)
+
+    def tune(
+        self,
+        mu: float,
+        L: float,
+        over: Sequence[str] = ("h",),
+        method: str = "auto",
+        **values: Any,
+    ) -> TunedRule:
+        """min over ``over`` of max_{λ∈[μ, L]} ρ(M(λ)); see :func:`odeopt.analysis.tune`."""
+        from ..analysis.tuning import tune
+
+        return tune(self, mu=mu, L=L, over=over, method=method, **values)
+
+    def discrete_energy(
+        self, t: Any = None, free: Sequence[str] | str | None = None, **values: Any
+    ) -> DiscreteEnergy:
+        """Whether one step decreases H on quadratics, and for which h; see
+        :func:`odeopt.analysis.discrete_energy`."""
+        from ..analysis.quadratic import discrete_energy
+
+        return discrete_energy(self, t=t, free=free, **values)
+
+    def modified_equation(self, order: int = 1) -> ModifiedSystem:
+        """The ODE the rule follows to O(η^{order+1}) globally (backward error analysis); see
+        :func:`odeopt.analysis.modified_equation`."""
+        from ..analysis.modified import modified_equation
+
+        return modified_equation(self, order=order)
+
+    def worst_case(self, L: float, mu: float = 0.0, steps: int = 1, **values: Any) -> WorstCase:
+        """The tight worst case of F(x_N) − F* by PEPit; see :func:`odeopt.analysis.worst_case`."""
+        from ..analysis.pep import worst_case
+
+        return worst_case(self, L=L, mu=mu, steps=steps, **values)
 
     # -- export
     def to_source(self, name: str | None = None) -> str:

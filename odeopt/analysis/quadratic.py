@@ -1,0 +1,630 @@
+"""An update rule on quadratics: the iteration matrix, its spectral radius and stability.
+
+On F(θ) = ½θᵀAθ every gradient is linear in θ, and in the eigenbasis of A the directions
+decouple: along an eigenvector with eigenvalue λ (the *curvature*), F = ½λθ² and g = λθ.
+A rule whose step uses only coordinate-wise linear operations (no loss value, no norms, no
+adaptive step) is then a linear map of each direction's state x = (θ, p, …):
+
+    x_{k+1} = M(λ; h, parameters) x_k,
+
+and it converges on every quadratic with spectrum in [μ, L] iff ρ(M(λ)) < 1 for all λ there;
+the worst ρ over [μ, L] is its linear rate (|x_k| ~ ρᵏ). :func:`quadratic` derives M from the
+rule's update program (each evaluation F_k, g_k := F(θ_k), ∇F(θ_k) becomes g_k = λθ_k).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import sympy as sp
+
+from ..schemes.program import Assignment, Evaluation
+from ..symbolic.language import Block, Gradient, Loss, Reduction, Time
+from ..symbolic.language import t as time
+
+if TYPE_CHECKING:
+    from ..export.rule import UpdateRule
+
+__all__ = [
+    "DiscreteEnergy",
+    "QuadraticRule",
+    "StabilityRegion",
+    "curvature",
+    "discrete_energy",
+    "quadratic",
+]
+
+#: λ, the curvature of the quadratic along one eigen-direction (F = ½λθ², g = λθ)
+curvature = sp.Symbol("lambda", positive=True)
+
+
+class NotLinearError(ValueError):
+    """The rule is not a linear map on quadratics; the message says why."""
+
+
+def _check_real(name: str, value: Any) -> None:
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a real number or array, got {value!r}") from exc
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite, got {name} = {value!r}")
+
+
+def positive_set(
+    pred: Any, closed: bool, lo: float = 1e-8, hi: float = 1e8, points: int = 3201
+) -> sp.Set:
+    """{x > 0 : pred(x)}, numerically: a log scan of ``pred`` (vectorised, bool) over
+    [lo, hi] and bisection of each change, as a union of intervals (open, or closed at inner
+    edges when ``closed``); an interval reaching ``lo`` starts at 0, one reaching ``hi`` is
+    unbounded."""
+    xs = np.geomspace(lo, hi, points)
+    ok = np.asarray(pred(xs), dtype=bool)
+
+    def one(x: float) -> bool:
+        return bool(np.asarray(pred(np.array([x])))[0])
+
+    def edge(a: float, b: float) -> float:
+        sa = one(a)
+        for _ in range(200):
+            m = math.sqrt(a * b)
+            if m in (a, b):
+                break
+            if one(m) == sa:
+                a = m
+            else:
+                b = m
+        return math.sqrt(a * b)
+
+    out: sp.Set = sp.S.EmptySet
+    i = 0
+    while i < len(xs):
+        if not ok[i]:
+            i += 1
+            continue
+        j = i
+        while j + 1 < len(xs) and ok[j + 1]:
+            j += 1
+        left = 0.0 if i == 0 else edge(float(xs[i - 1]), float(xs[i]))
+        right = sp.oo if j == len(xs) - 1 else edge(float(xs[j]), float(xs[j + 1]))
+        out = out.union(
+            sp.Interval(left, right, left_open=i == 0 or not closed, right_open=not closed)
+        )
+        i = j + 1
+    return out
+
+
+def adaptive_controller(rule: UpdateRule) -> str | None:
+    """What chooses the step size of ``rule`` per step (None for a fixed step h).
+
+    An embedded error estimate alone (heun, euler_richardson) does not: the rule is then the
+    propagated step at a fixed h; a controller attached to the scheme (``EnergyDecrease``,
+    ``EulerRichardson(controller=...)``) does.
+    """
+    from ..schemes.adaptive import EnergyDecrease
+    from ..schemes.base import Projected
+
+    scheme = rule.scheme
+    base = scheme.inner if isinstance(scheme, Projected) else scheme
+    if isinstance(base, EnergyDecrease):
+        return "the energy test (EnergyDecrease)"
+    ctrl = getattr(base, "controller", None)
+    if ctrl is not None:
+        return f"its controller {type(ctrl).__name__}"
+    return None
+
+
+def _why_not(rule: UpdateRule) -> str | None:
+    sys_ = rule.system
+    scheme = rule.scheme.name
+    controller = adaptive_controller(rule)
+    if controller:
+        return (
+            f"{scheme} is adaptive: {controller} chooses each step size, so a step is not "
+            "one fixed linear map; analyse the scheme without its controller (its step at a "
+            "fixed h)"
+        )
+    if rule.program.unknowns:
+        return f"{scheme} is implicit (a nonlinear solve per step); analyse an explicit scheme"
+    if sys_.loss is None:
+        return f"{sys_.name} has no loss"
+    return None
+
+
+def _linear_map(
+    rule: UpdateRule, t: Any, switched: bool
+) -> tuple[sp.Matrix, tuple[Block, ...], dict[sp.Symbol, sp.Expr]]:
+    """M(λ) with x_{k+1} = M x_k, the state's blocks, and the substitution used (t, switch)."""
+    why = _why_not(rule)
+    if why:
+        raise NotLinearError(f"{rule.system.name} with {rule.scheme.name}: {why}")
+    sys_ = rule.system
+    fixed: dict[sp.Symbol, sp.Expr] = {}
+    if switched:
+        if not sys_.switches:
+            raise ValueError(f"switched=True, but {sys_.name} has no switch")
+        for sw in sys_.switches:
+            fixed.update(sw.set)
+    if t is not None:
+        _check_real("t", t)
+        fixed[time] = sp.nsimplify(t, rational=True)
+    sub: dict[sp.Symbol, sp.Expr] = {}
+
+    def apply(e: sp.Expr) -> sp.Expr:
+        e = sp.sympify(e).xreplace(sub)
+        return e.xreplace(fixed) if fixed else e
+
+    for ins in rule.instructions:
+        if isinstance(ins, Assignment):
+            sub[ins.target] = apply(ins.expr)
+        elif isinstance(ins, Evaluation):
+            sub[ins.loss.grad] = curvature * sub.get(ins.theta, ins.theta)
+    blocks = sys_.all_blocks
+    outputs = {b: sp.expand(apply(rule.outputs[b.name])) for b in blocks}
+    name = f"{sys_.name} with {rule.scheme.name}"
+    for b, e in outputs.items():
+        for s in e.free_symbols:
+            if isinstance(s, Loss):
+                raise NotLinearError(
+                    f"{name}: the step depends on the loss value {s} (on a quadratic "
+                    f"F = ½λ|θ|², a global of the whole state), so it is not linear per "
+                    "direction; its step size changes with F"
+                )
+            if isinstance(s, Reduction):
+                raise NotLinearError(
+                    f"{name}: the step depends on the global {s}, a sum over all coordinates, "
+                    "so the directions of a quadratic do not decouple and the step is not "
+                    "linear"
+                )
+            if isinstance(s, Time):
+                raise NotLinearError(
+                    f"{name}: the coefficients change with the time t ({b.name}' = {e}); fix "
+                    "the time with quadratic(t=...) to analyse the step at that time"
+                )
+            if isinstance(s, Gradient):  # pragma: no cover - every evaluation was substituted
+                raise NotLinearError(f"{name}: the gradient {s} was not evaluated")
+    try:
+        polys = {b: sp.Poly(e, *blocks) for b, e in outputs.items()}
+    except sp.PolynomialError as exc:
+        raise NotLinearError(f"{name}: the update is not polynomial in the state: {exc}") from exc
+    for b, p in polys.items():
+        if p.total_degree() > 1 or p.coeff_monomial(1) != 0:
+            raise NotLinearError(
+                f"{name}: the update is not linear in the state ({b.name}' = {outputs[b]}); "
+                "on quadratics the rule must be x_{k+1} = M(λ)x_k"
+            )
+    M = sp.Matrix(
+        [[sp.factor_terms(polys[bi].coeff_monomial(bj)) for bj in blocks] for bi in blocks]
+    )
+    return M, blocks, fixed
+
+
+@dataclass
+class StabilityRegion:
+    """Where ρ(M) < 1.
+
+    ``condition``: the Schur–Cohn (Jury) conditions on the characteristic polynomial, a sympy
+    Boolean (None when M is larger than 2×2); ``variable``: the one symbol left free, if only
+    one was; ``set``: the values of that symbol where the rule is stable (a sympy Set, exact
+    when ``exact``, else found numerically by a scan with bisection); ``by_name``: the public
+    name of ``variable``.
+    """
+
+    condition: sp.Boolean | None
+    variable: sp.Symbol | None
+    set: sp.Set | None
+    exact: bool
+    by_name: str | None = None
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        """(lo, hi) of the first stable interval of the variable (None when unknown/empty)."""
+        if self.set is None or self.set is sp.S.EmptySet:
+            return None
+        parts = self.set.args if isinstance(self.set, sp.Union) else (self.set,)
+        first = min(parts, key=lambda s: float(s.inf))
+        return float(first.inf), float(first.sup)
+
+    def __str__(self) -> str:
+        if self.set is not None:
+            how = "exact" if self.exact else "numeric"
+            return f"stable for {self.by_name} in {self.set} ({how})"
+        if self.condition is sp.false:
+            return "never stable"
+        if self.condition is not None:
+            return f"stable iff {self.condition}"
+        return "stability region unknown (give all values but one)"
+
+
+@dataclass
+class QuadraticRule:
+    """The rule on F = ½λ|θ|² per eigen-direction: x_{k+1} = M x_k, M = :attr:`matrix`.
+
+    ``matrix`` is a sympy Matrix in :data:`curvature` (λ), the step h and the system's
+    parameter symbols; ``blocks`` the state's order; ``symbols`` maps public names (``h``,
+    ``curvature``, the system's keywords such as ``friction``) to the symbols in M.
+    """
+
+    rule: UpdateRule
+    matrix: sp.Matrix
+    blocks: tuple[Block, ...]
+    symbols: dict[str, sp.Symbol]
+    fixed: dict[sp.Symbol, sp.Expr] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        order = [curvature, *(s for n, s in self.symbols.items() if n != "curvature")]
+        self._order = order
+        self._fn = sp.lambdify(order, self.matrix, modules="numpy")
+        self._names = {s: n for n, s in self.symbols.items()}
+
+    def __repr__(self) -> str:
+        return f"QuadraticRule({self.rule.system.name!r}, {self.rule.scheme.name!r})"
+
+    def __str__(self) -> str:
+        state = ", ".join(b.name for b in self.blocks)
+        return f"({state})_{{k+1}} = M ({state})_k,  M = {self.matrix.tolist()}"
+
+    def _repr_latex_(self) -> str:
+        x = r"\begin{pmatrix}" + r"\\".join(sp.latex(b) for b in self.blocks) + r"\end{pmatrix}"
+        return rf"${x}_{{k+1}} = {sp.latex(self.matrix)}\,{x}_k$"
+
+    @property
+    def characteristic_polynomial(self) -> sp.Expr:
+        """det(zI − M) as a polynomial in the symbol z."""
+        z = sp.Symbol("z")
+        return sp.expand((z * sp.eye(self.matrix.shape[0]) - self.matrix).det())
+
+    # -- values
+    def _values(self, values: Mapping[str, Any], need: bool = True) -> dict[str, Any]:
+        known = set(self.symbols)
+        unknown = sorted(set(values) - known - self._system_names())
+        if unknown:
+            raise TypeError(
+                f"no parameter(s) {unknown} in the rule on quadratics; its values are "
+                f"{sorted(known)} (h: the step, curvature: λ)"
+            )
+        for k, v in values.items():
+            _check_real(k, v)
+        out = {}
+        defaults = self.rule.system.defaults
+        for n in self.symbols:
+            if n in values:
+                out[n] = values[n]
+            elif n in defaults and defaults[n] is not None:
+                out[n] = defaults[n]
+            elif need:
+                hint = "the step, e.g. h=0.1" if n == "h" else "a value"
+                raise TypeError(f"give {n}= ({hint}): M depends on it")
+        return out
+
+    def _system_names(self) -> set[str]:
+        return {p.name for p in self.rule.system.parameters}
+
+    def matrices(self, curvature: Any = 1.0, **values: Any) -> np.ndarray:
+        """M evaluated with numpy broadcasting: shape (*broadcast, k, k)."""
+        vals = self._values({**values, "curvature": curvature})
+        args = [np.asarray(vals[self._names[s]], dtype=float) for s in self._order]
+        shape = np.broadcast_shapes(*(a.shape for a in args))
+        args = [np.broadcast_to(a, shape) for a in args]
+        k = self.matrix.shape[0]
+        raw = self._fn(*args)
+        out = np.empty((*shape, k, k))
+        for i in range(k):
+            for j in range(k):
+                out[..., i, j] = np.broadcast_to(np.asarray(raw[i][j], dtype=float), shape)
+        return out
+
+    def spectral_radius(self, curvature: Any = 1.0, **values: Any) -> Any:
+        """ρ(M) = max |eigenvalue of M(λ)|, broadcast over array-valued arguments.
+
+        ``curvature`` is λ; the step ``h`` and the system's keywords (``friction``, ...) are
+        keyword arguments (the system's defaults where not given; h has none).
+        """
+        Ms = self.matrices(curvature, **values)
+        k = Ms.shape[-1]
+        if k == 1:
+            rho = np.abs(Ms[..., 0, 0])
+        elif k == 2:  # roots of z² − Tz + D, in complex arithmetic
+            T = Ms[..., 0, 0] + Ms[..., 1, 1]
+            D = Ms[..., 0, 0] * Ms[..., 1, 1] - Ms[..., 0, 1] * Ms[..., 1, 0]
+            s = np.sqrt((T * T - 4 * D).astype(complex))
+            rho = np.maximum(np.abs((T + s) / 2), np.abs((T - s) / 2))
+        else:
+            rho = np.abs(np.linalg.eigvals(Ms)).max(-1)
+        return rho if np.ndim(rho) else float(rho)
+
+    def worst_rate(self, mu: float, L: float, points: int = 2049, **values: Any) -> float:
+        """max_{λ∈[μ, L]} ρ(M(λ)): a geometric grid of λ refined around its largest value."""
+        if not (0 < mu <= L and math.isfinite(L)):
+            raise ValueError(f"need 0 < mu <= L < inf, got mu = {mu}, L = {L}")
+        lam = np.unique(np.concatenate([np.geomspace(mu, L, points), [mu, L]]))
+        rho = np.asarray(self.spectral_radius(lam, **values))
+        i = int(np.argmax(rho))
+        best = float(rho[i])
+        if 0 < i < len(lam) - 1:
+            fine = np.linspace(lam[i - 1], lam[i + 1], 257)
+            best = max(best, float(np.max(self.spectral_radius(fine, **values))))
+        return best
+
+    # -- stability
+    def substitution(
+        self, values: Mapping[str, Any], free: Sequence[str] | str | None = None
+    ) -> dict[sp.Symbol, sp.Expr]:
+        """Exact values for M's symbols: those given, then the system's defaults for its
+        parameters (not for h and λ) unless named in ``free`` (``free="all"``: none)."""
+        known = set(self.symbols)
+        unknown = sorted(set(values) - known - self._system_names())
+        if unknown:
+            raise TypeError(f"no parameter(s) {unknown}; the rule's values are {sorted(known)}")
+        if free is None:
+            free = ()
+        elif isinstance(free, str):
+            free = tuple(known) if free == "all" else (free,)
+        bad = sorted(set(free) - known)
+        if bad:
+            raise ValueError(f"free names {bad}, not symbols of M; M has {sorted(known)}")
+        out = {}
+        defaults = self.rule.system.defaults
+        for n, s in self.symbols.items():
+            if n in values:
+                _check_real(n, values[n])
+                out[s] = sp.nsimplify(values[n], rational=True)
+            elif n not in free and defaults.get(n) is not None:
+                out[s] = sp.nsimplify(defaults[n], rational=True)
+        return out
+
+    def stability_region(
+        self, method: str = "auto", free: Sequence[str] | str | None = None, **values: Any
+    ) -> StabilityRegion:
+        """Where ρ(M) < 1, with the given values substituted (``curvature=`` for λ).
+
+        For M of size ≤ 2 the Schur–Cohn conditions on det(zI − M) = z² + a₁z + a₀ are exact:
+        |a₀| < 1 and |a₁| < 1 + a₀ (size 1: |M| < 1). When one symbol is left free (e.g. the
+        step h, with λ and the parameters given) its stable set is solved for with sympy, and
+        found numerically (a scan of ρ with bisection) where sympy cannot, or with
+        ``method="numeric"``. The system's parameters not given take their defaults unless
+        named in ``free`` (``free="all"`` keeps every symbol: the general condition).
+        """
+        if method not in ("auto", "numeric"):
+            raise ValueError(f"method must be 'auto' or 'numeric', got {method!r}")
+        given = dict(values)
+        sub = self.substitution(given, free)
+        M = self.matrix.xreplace(sub)
+        k = M.shape[0]
+        z = sp.Symbol("z")
+        if k == 1:
+            conds = [M[0, 0] < 1, M[0, 0] > -1]
+        elif k == 2:
+            cp = sp.Poly((z * sp.eye(2) - M).det(), z)
+            a1, a0 = cp.coeff_monomial(z), cp.coeff_monomial(1)
+            conds = [a0 < 1, a0 > -1, 1 + a1 + a0 > 0, 1 - a1 + a0 > 0]
+        else:
+            conds = None
+        condition = None
+        if conds is not None:
+            conds = [sp.simplify(c) for c in conds]
+            condition = sp.And(*conds)
+        free = sorted(M.free_symbols, key=lambda s: s.name)
+        if len(free) != 1:
+            return StabilityRegion(condition, None, None, conds is not None)
+        var = free[0]
+        name = self._names[var]
+        if conds is not None and method == "auto":
+            try:
+                domain = sp.Interval.open(0, sp.oo) if var.is_positive else sp.S.Reals
+                sset = domain
+                for c in conds:
+                    if c is sp.true:
+                        continue
+                    if c is sp.false:
+                        sset = sp.S.EmptySet
+                        break
+                    sset = sset.intersect(sp.solveset(c, var, domain))
+                if not sset.has(sp.ConditionSet):
+                    return StabilityRegion(condition, var, sset, True, name)
+            except (NotImplementedError, ValueError, TypeError):
+                pass
+        if not var.is_positive:
+            return StabilityRegion(condition, var, None, False, name)
+        return StabilityRegion(condition, var, self._scan(var, name, given), False, name)
+
+    def _scan(self, var: sp.Symbol, name: str, given: Mapping[str, Any]) -> sp.Set:
+        """Stable values of one positive variable, by a log scan and bisection of ρ = 1."""
+        rest = {n: v for n, v in given.items() if n != name}
+        curv = rest.pop("curvature", 1.0)
+        return positive_set(
+            lambda x: np.asarray(self.spectral_radius(curv, **{**rest, name: x})) < 1,
+            closed=False,
+        )
+
+    # -- plot
+    def plot(
+        self,
+        y: str | None = None,
+        hlam: tuple[float, float] = (0.0, 4.0),
+        y_range: tuple[float, float] | None = None,
+        curvature: float = 1.0,
+        resolution: int = 240,
+        ax: Any = None,
+        **values: Any,
+    ) -> Any:
+        """ρ over the step hλ (x axis) and the parameter ``y`` (or alone, a curve), with the
+        stable region ρ < 1 outlined; the colour is clipped at ρ = 1.2. Returns the Axes."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(6, 4.2))
+        x = np.linspace(max(hlam[0], 1e-9), hlam[1], resolution)
+        title = f"{self.rule.system.name} with {self.rule.scheme.name}"
+        if y is None:
+            rho = self.spectral_radius(curvature, **{**values, "h": x / curvature})
+            ax.plot(x, rho, label="ρ(M)")
+            ax.axhline(1.0, color="k", lw=0.8, ls="--", label="ρ = 1")
+            ax.fill_between(x, 0, 1, where=np.asarray(rho) < 1, alpha=0.15, label="stable")
+            ax.set_ylabel("spectral radius ρ")
+            ax.legend()
+        else:
+            if y not in self.symbols:
+                raise ValueError(f"y={y!r} is not a parameter of M; M has {sorted(self.symbols)}")
+            if y_range is None:
+                d = self.rule.system.defaults.get(y) or 1.0
+                y_range = (0.0, 4.0 * float(d))
+            yy = np.linspace(max(y_range[0], 1e-9), y_range[1], resolution)
+            X, Y = np.meshgrid(x, yy)
+            rho = self.spectral_radius(curvature, **{**values, "h": X / curvature, y: Y})
+            mesh = ax.pcolormesh(X, Y, np.minimum(rho, 1.2), shading="auto", cmap="viridis")
+            plt.colorbar(mesh, ax=ax, label="spectral radius ρ (clipped at 1.2)")
+            if np.any(rho < 1) and np.any(rho >= 1):
+                ax.contour(X, Y, rho, levels=[1.0], colors="w", linewidths=1.5)
+            ax.set_ylabel(y)
+            title += ": white line ρ = 1"
+        ax.set_xlabel(f"h·λ (λ = {curvature:g})")
+        ax.set_title(title)
+        return ax
+
+
+def quadratic(rule: UpdateRule, t: Any = None, switched: bool = False) -> QuadraticRule:
+    """The rule on F = ½λ|θ|² along one eigen-direction: x_{k+1} = M(λ)x_k.
+
+    Every evaluation g_k := ∇F(θ_k) of the update program becomes λθ_k, and the new state is
+    read off as a matrix. ``t`` fixes the time in time-dependent coefficients (zoo.nesterov's
+    r/(t + t₀)); ``switched=True`` applies the system's switches (braking after its goal).
+    Raises a ValueError naming the cause when the rule is not linear on quadratics: it uses F
+    (BBI, ECD), a global sum |p|² (a level set), the time (without ``t``), an adaptive step,
+    an implicit solve, or nonlinear coordinate operations (Adam's √v).
+    """
+    M, blocks, fixed = _linear_map(rule, t, switched)
+    by_symbol = {p.symbol: p.name for p in rule.system.parameters}
+    symbols: dict[str, sp.Symbol] = {"curvature": curvature}
+    for s in sorted(M.free_symbols - {curvature}, key=lambda s: s.name):
+        if s == rule.h:
+            symbols["h"] = s
+        elif s in by_symbol:
+            symbols[by_symbol[s]] = s
+        else:  # pragma: no cover - every symbol of a rule is h, λ or a parameter
+            raise ValueError(f"unexpected symbol {s} in the iteration matrix")
+    if "h" not in symbols:
+        symbols["h"] = rule.h
+    return QuadraticRule(rule, M, blocks, symbols, fixed)
+
+
+@dataclass
+class DiscreteEnergy:
+    """Whether one step decreases H on every quadratic direction: H(Mx) ≤ H(x) for all x.
+
+    With H = ½xᵀQx on F = ½λθ² this is Q − MᵀQM ⪰ 0 (``difference``); ``condition`` is its
+    principal-minor test (a sympy Boolean), ``set`` the values of the one free symbol where it
+    holds (closed, exact when ``exact``).
+    """
+
+    quadratic_form: sp.Matrix
+    difference: sp.Matrix
+    condition: sp.Boolean
+    variable: sp.Symbol | None
+    set: sp.Set | None
+    exact: bool
+    by_name: str | None = None
+
+    @property
+    def always(self) -> bool:
+        """True when H decreases for every value (the condition is identically true)."""
+        return self.condition is sp.true
+
+    def __str__(self) -> str:
+        if self.always:
+            return "one step never increases H on quadratics"
+        if self.condition is sp.false:
+            return "one step increases H for some state, whatever the values"
+        if self.set is not None:
+            if self.set is sp.S.EmptySet:
+                return f"one step increases H for some state, for every {self.by_name} > 0"
+            return f"one step decreases H on quadratics for {self.by_name} in {self.set}"
+        return f"one step decreases H on quadratics iff {self.condition}"
+
+
+def discrete_energy(
+    rule: UpdateRule,
+    t: Any = None,
+    free: Sequence[str] | str | None = None,
+    **values: Any,
+) -> DiscreteEnergy:
+    """Does the discrete step decrease H on quadratics, and for which h?
+
+    On F = ½λθ² (per direction) H becomes a quadratic form ½xᵀQx of the state when it is one
+    (heavy ball: Q = diag(λ, 1/m)); the step x ↦ Mx never increases it iff Q − MᵀQM ⪰ 0,
+    decided by its principal minors (all ≥ 0). Values given by keyword (``h``,
+    ``curvature``, the system's keywords) are substituted, the system's defaults for the
+    parameters not given unless named in ``free`` (``"all"``: keep every symbol); with one
+    symbol left free, its set is solved for with sympy (numerically where sympy cannot).
+    The discrete counterpart of the continuous energy verdict.
+    """
+    q = quadratic(rule, t=t)
+    sys_ = rule.system
+    loss = sys_.loss
+    assert loss is not None
+    H = sp.sympify(sys_.hamiltonian)
+    sub: dict[sp.Symbol, sp.Expr] = {loss: curvature * loss.block**2 / 2}
+    for s in H.free_symbols:
+        if isinstance(s, Reduction):
+            sub[s] = s.summand
+        elif isinstance(s, Time) and t is None:
+            raise NotLinearError("H depends on the time t: give t=")
+    Hq = sp.expand(H.xreplace(sub).xreplace(q.fixed))
+    blocks = q.blocks
+    try:
+        poly = sp.Poly(Hq, *blocks)
+    except sp.PolynomialError as exc:
+        raise NotLinearError(f"H = {H} is not a quadratic form on quadratics") from exc
+    if any(sum(m) != 2 for m in poly.monoms()):
+        raise NotLinearError(
+            f"H = {H} is not a quadratic form of the state on F = ½λθ² ({Hq}), so its "
+            "decrease is not a matrix inequality"
+        )
+    Q = sp.hessian(Hq, blocks)
+    M = q.matrix
+    D = (Q - M.T * Q * M).applyfunc(lambda e: sp.factor(sp.simplify(e)))
+    names = q.symbols
+    vsub = q.substitution(values, free)
+    Dv = D.xreplace(vsub).applyfunc(sp.simplify)
+    n = Dv.shape[0]
+    minors = []
+    for r in range(1, n + 1):
+        for idx in itertools.combinations(range(n), r):
+            minors.append(sp.factor(sp.simplify(Dv.extract(list(idx), list(idx)).det())))
+    conds = [sp.simplify(m >= 0) for m in minors]
+    condition = sp.And(*conds)
+    free = sorted(Dv.free_symbols, key=lambda s: s.name)
+    var = sset = None
+    exact = True
+    if len(free) == 1:
+        var = free[0]
+        domain = sp.Interval.open(0, sp.oo) if var.is_positive else sp.S.Reals
+        sset = domain
+        try:
+            for c in conds:
+                if c is sp.true:
+                    continue
+                if c is sp.false:
+                    sset = sp.S.EmptySet
+                    break
+                sset = sset.intersect(sp.solveset(c, var, domain))
+        except (NotImplementedError, ValueError, TypeError):
+            sset = None
+        if (sset is None or sset.has(sp.ConditionSet)) and var.is_positive:
+            fn = sp.lambdify(var, Dv, modules="numpy")
+            scale = float(max(abs(float(e)) for e in Q.xreplace(vsub)) or 1.0)
+
+            def decreases(x: np.ndarray) -> np.ndarray:
+                mats = np.array([np.asarray(fn(float(v)), dtype=float) for v in x])
+                return np.linalg.eigvalsh(mats).min(-1) >= -1e-12 * scale
+
+            sset, exact = positive_set(decreases, closed=True, points=801), False
+        elif sset is not None and sset.has(sp.ConditionSet):
+            sset, exact = None, False
+    by = {s: k for k, s in names.items()}
+    return DiscreteEnergy(Q, D, condition, var, sset, exact, by.get(var) if var else None)
