@@ -4,7 +4,7 @@ Define a system symbolically, check its energy balance, compile its vector field
 later stages) integrate it, discretize it and export the update rule as a torch optimizer.
 """
 
-from . import problems, schemes, zoo
+from . import analysis, problems, schemes, zoo
 from .errors import StructureError
 from .export import UpdateRule, discretize
 from .integrate import Event, Trajectory, integrate
@@ -31,6 +31,7 @@ __all__ = [
     "StructureError",
     "Trajectory",
     "UpdateRule",
+    "analysis",
     "blocks",
     "discretize",
     "inner",

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from .pep import METRICS, NotCertifiableError, WorstCase, worst_case, worst_case_curve
 from .quadratic import (
     DiscreteEnergy,
     QuadraticRule,
@@ -21,6 +22,11 @@ from .quadratic import (
 from .tuning import TunedRule, tune
 
 __all__ = [
+    "METRICS",
+    "NotCertifiableError",
+    "WorstCase",
+    "worst_case",
+    "worst_case_curve",
     "DiscreteEnergy",
     "QuadraticRule",
     "StabilityRegion",
