@@ -10,6 +10,13 @@
 
 from __future__ import annotations
 
+from .modified import (
+    ModifiedBalance,
+    ModifiedSystem,
+    NoModifiedEquation,
+    eta,
+    modified_equation,
+)
 from .pep import METRICS, NotCertifiableError, WorstCase, worst_case, worst_case_curve
 from .quadratic import (
     DiscreteEnergy,
@@ -22,6 +29,11 @@ from .quadratic import (
 from .tuning import TunedRule, tune
 
 __all__ = [
+    "ModifiedBalance",
+    "ModifiedSystem",
+    "NoModifiedEquation",
+    "eta",
+    "modified_equation",
     "METRICS",
     "NotCertifiableError",
     "WorstCase",

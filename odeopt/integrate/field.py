@@ -14,7 +14,7 @@ import numpy as np
 import sympy as sp
 
 from ..symbolic.codegen import Compiled, compile_expressions
-from ..symbolic.language import Block
+from ..symbolic.language import Block, LossDerivative, Reduction
 
 if TYPE_CHECKING:
     from ..symbolic.system import PortHamiltonian
@@ -57,12 +57,28 @@ class _Cache:
         del self.items[self.size :]
 
 
+def _replace_deep(expr: sp.Expr, mapping: Mapping[sp.Symbol, sp.Symbol]) -> sp.Expr:
+    """expr with ``mapping`` applied, also inside the summands of its reductions."""
+    expr = sp.sympify(expr)
+    rsub = {}
+    for r in expr.free_symbols:
+        if isinstance(r, Reduction) and r.summand.free_symbols & set(mapping):
+            rsub[r] = Reduction(r.summand.xreplace(mapping), r.name)
+    return expr.xreplace({**mapping, **rsub})
+
+
 class NumericField:
     """f(x, t) = (J − R)∇H + G u of ``system`` on arrays, with F and ∇F from ``objective``.
 
     ``params`` maps the system's parameter keywords to scalars or per-trajectory arrays
     (batch,). ``objective.value_and_grad(theta)`` returns F (batch,) and ∇F (batch, n); each
-    call is counted in :attr:`evaluations`.
+    call (and each ``hvp``/``derivative`` call below) is counted in :attr:`evaluations`.
+
+    A field with loss derivatives (a modified equation's ∇²F·v, ∇³F[v, w]:
+    ``system.derivative_symbols``, inner ones first) computes each where a compiled function
+    needs it: its vectors v from their own compiled expressions, then
+    ``objective.hvp(θ, v)`` (``objective.derivative(θ, v, w, …)`` for higher ones; with the
+    time t for a time-dependent objective), passed to the field as an extra coordinate array.
     """
 
     symbolic = False
@@ -88,6 +104,17 @@ class NumericField:
         self._cache = _Cache()
         self._pcache = _Cache(2)
         self._count = [0, 0]  # calls, points; shared with subsets
+        # loss derivatives (∇²F·v, …) of a modified equation: safe names for the generated code
+        derivs: Sequence[LossDerivative] = getattr(system, "derivative_symbols", ())
+        self._dsafe: dict[sp.Symbol, sp.Symbol] = {
+            s: Block(f"lossderiv{i}_") for i, s in enumerate(derivs)
+        }
+        self._dsym = {safe.name: s for s, safe in self._dsafe.items()}
+        self._dindex = {safe.name: i for i, safe in enumerate(self._dsafe.values())}
+        metric = system.metric
+        self._metric = (
+            metric if metric is not None and getattr(metric, "applies_to_gradient", True) else None
+        )
         if backend == "torch":
             import torch
 
@@ -105,6 +132,16 @@ class NumericField:
         extra_params: Sequence[sp.Symbol] = (),
     ) -> Compiled:
         if key not in self._compiled:
+            if self._dsafe:  # loss derivatives become extra coordinate arrays
+                coordinate = [_replace_deep(e, self._dsafe) for e in coordinate]
+                scalar = [_replace_deep(e, self._dsafe) for e in scalar]
+                used: set[sp.Symbol] = set()
+                for e in (*coordinate, *scalar):
+                    for s in e.free_symbols:
+                        used.add(s)
+                        if isinstance(s, Reduction):
+                            used |= s.summand.free_symbols
+                extra = [*extra, *(b for b in self._dsafe.values() if b in used)]
             self._compiled[key] = compile_expressions(
                 coordinate,
                 scalar,
@@ -158,7 +195,7 @@ class NumericField:
         hit = self._pcache.get(key)
         if hit is not None:
             return hit[1]
-        Pg = self.system.metric.apply(self.objective, theta, g)
+        Pg = self._metric.apply(self.objective, theta, g)
         self._pcache.put(key, None, Pg)
         return Pg
 
@@ -174,8 +211,13 @@ class NumericField:
         F = g = None
         if fn.needs_loss or fn.needs_grad:
             F, g = self.loss_and_grad(x[self.position[0]], t)
-            if precondition and self.system.metric is not None and g is not None:
+            if precondition and self._metric is not None and g is not None:
                 g = self._preconditioned(x[self.position[0]], g, t)
+        if self._dsafe:
+            needed = [b for b in fn.block_names if b in self._dsym and b not in (extra or {})]
+            if needed:
+                extra = dict(extra or {})
+                self._derivatives(needed, x, t, extra)
         if extra:
             x = {**x, **extra}
         args = [x[b] for b in fn.block_names]
@@ -183,6 +225,32 @@ class NumericField:
         ref = g if g is not None else args[0]
         # the generated function directly: names and values were checked when they were set
         return fn._fn(*args, F, g, t, ref, *(pv[n] for n in fn.parameter_names))
+
+    def _derivatives(self, names: Sequence[str], x: State, t: Any, done: dict[str, Any]) -> None:
+        """The loss derivatives ``names`` (safe names) at x into ``done``: their vectors from
+        compiled expressions (inner derivatives first, through :meth:`_call`), then the
+        objective's ``hvp`` / ``derivative``."""
+        theta = x[self.position[0]]
+        timed = getattr(self.objective, "time_dependent", False)
+        for name in sorted(names, key=self._dindex.__getitem__):  # inner ones first
+            if name in done:
+                continue
+            S = self._dsym[name]
+            fn = self._fn(("loss_derivative", name), list(S.vectors))
+            vectors = self._call(fn, x, t, done)
+            kw = {"t": t} if timed else {}
+            if len(vectors) == 1 and hasattr(self.objective, "hvp"):
+                done[name] = self.objective.hvp(theta, vectors[0], **kw)
+            elif hasattr(self.objective, "derivative"):
+                done[name] = self.objective.derivative(theta, *vectors, **kw)
+            else:
+                raise TypeError(
+                    f"{self.system.name} needs {S} from the problem, but "
+                    f"{type(self.objective).__name__} has no hvp(theta, v) / "
+                    "derivative(theta, *vectors) (odeopt.problems' problems have them)"
+                )
+            self._count[0] += 1
+            self._count[1] += theta.shape[0]
 
     def subset(self, index: Any) -> NumericField:
         """The same field for the trajectories ``index`` (per-trajectory parameters sliced)."""
@@ -241,6 +309,12 @@ class NumericField:
 
     def structure(self, x: State, t: Any, v: State) -> State:
         """(J − R)(x)·v per energy block (the discrete gradient's correction term)."""
+        if not getattr(self.system, "port_hamiltonian", True):
+            raise TypeError(
+                f"{self.system.name} is not port-Hamiltonian (a modified equation), so the "
+                "discrete gradient, which steps ẋ = (J − R)∇H, does not apply; use another "
+                "scheme (e.g. 'rk4')"
+            )
         E = self.energy_blocks
         vs = [Block(f"v_{b}_") for b in E]
         if "structure" in self._compiled:  # built once: sympy's J − R is slow to rebuild
@@ -248,8 +322,7 @@ class NumericField:
         else:
             M = self.system.J - self.system.R
             exprs = [
-                sum((M[i, j] * vs[j] for j in range(len(E))), sp.Integer(0))
-                for i in range(len(E))
+                sum((M[i, j] * vs[j] for j in range(len(E))), sp.Integer(0)) for i in range(len(E))
             ]
             fn = self._fn("structure", exprs, extra=vs)
         out = self._call(fn, x, t, {s.name: v[b] for s, b in zip(vs, E, strict=True)})

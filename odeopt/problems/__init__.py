@@ -12,7 +12,7 @@ Every problem is a :class:`Problem`: ``value(θ)``, ``grad(θ)`` and ``value_and
   :func:`blobs` (Massaroli's two Gaussian blobs); data arriving over time: :func:`streamed`.
 """
 
-from .base import CriticalPoint, CriticalPointsUnavailable, Minimum, Problem
+from .base import CriticalPoint, CriticalPointsUnavailable, HessianUnavailable, Minimum, Problem
 from .callables import from_functions
 from .functions import ackley, beale, himmelblau, rastrigin, rosenbrock, zakharov
 from .networks import one_neuron, poly_five, poly_four, poly_three, poly_two
@@ -23,6 +23,7 @@ from .torch_module import blobs, digits_mlp, torch_module
 __all__ = [
     "CriticalPoint",
     "CriticalPointsUnavailable",
+    "HessianUnavailable",
     "Minimum",
     "Problem",
     "Streamed",

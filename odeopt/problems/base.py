@@ -2,9 +2,13 @@
 
 θ is a (batch, dim) numpy array or torch tensor; ``value`` returns F per row, shape (batch,),
 ``grad`` returns ∇F per row, shape (batch, dim), both of θ's type, dtype and device.
-Known facts ride along: ``minima`` (the global minima, where known), ``critical_points()``
-(all solutions of ∇F(θ) = 0 with their Hessian classification, computed exactly with sympy
-where the problem allows it) and ``sympy()`` (the exact formula).
+``hvp(θ, v)`` gives ∇²F(θ)·v per row and ``derivative(θ, v₁, …, v_k)`` the contraction
+∇^{k+1}F(θ)[v₁, …, v_k] (modified equations need them): exact from the problem's ``sympy()``
+form on numpy arrays, by torch autograd through the same ``_evaluate`` on tensors (and where
+there is no symbolic form), exactly for quadratics. Known facts ride along: ``minima`` (the
+global minima, where known), ``critical_points()`` (all solutions of ∇F(θ) = 0 with their
+Hessian classification, computed exactly with sympy where the problem allows it) and
+``sympy()`` (the exact formula).
 """
 
 from __future__ import annotations
@@ -18,7 +22,26 @@ import sympy as sp
 
 from .backend import Namespace, prepare
 
-__all__ = ["KINDS", "CriticalPoint", "CriticalPointsUnavailable", "Minimum", "Problem"]
+__all__ = [
+    "KINDS",
+    "CriticalPoint",
+    "CriticalPointsUnavailable",
+    "HessianUnavailable",
+    "Minimum",
+    "Problem",
+]
+
+#: what a problem without second derivatives is told
+NO_HESSIAN = (
+    "hvp needs the Hessian: give the problem a sympy() form or a torch objective (its F and "
+    "∇F written with torch operations, or a torch_module)"
+)
+
+
+class HessianUnavailable(TypeError):
+    """The problem cannot give ∇²F·v (no symbolic form, no torch autograd); the message says
+    what to give it."""
+
 
 KINDS = ("minimum", "maximum", "saddle", "degenerate")
 
@@ -131,6 +154,106 @@ class Problem:
         """F (batch,) and, when ``need_grad``, ∇F (batch, dim), else None."""
         raise NotImplementedError
 
+    def hvp(self, theta: Any, v: Any) -> Any:
+        """∇²F(θ)·v per row: θ and v (batch, dim) → (batch, dim), of θ's type, dtype, device."""
+        return self.derivative(theta, v)
+
+    def derivative(self, theta: Any, *vectors: Any) -> Any:
+        """∇^{k+1}F(θ)[v₁, …, v_k] per row, (∇^{k+1}F)ᵢⱼ…·v₁ⱼ⋯ summed: k ≥ 1 vectors of θ's
+        shape (batch, dim) → (batch, dim); k = 1 is :meth:`hvp`.
+
+        numpy θ: exact from :meth:`sympy` (the contraction differentiated symbolically and
+        compiled once per k), else torch autograd through :meth:`_evaluate`; torch θ: autograd
+        (dtype and device kept), else the symbolic form. Raises :class:`HessianUnavailable`
+        when the problem has neither.
+        """
+        xp, theta = self._prepare(theta)
+        if not vectors:
+            raise TypeError(f"{self.name}: derivative(theta, v, ...) needs at least one vector")
+        vs = []
+        for j, v in enumerate(vectors):
+            v = _like(v, theta)
+            if tuple(v.shape) != tuple(theta.shape):
+                raise ValueError(
+                    f"{self.name}: vector {j + 1} must have theta's shape {tuple(theta.shape)}; "
+                    f"got shape {tuple(v.shape)}"
+                )
+            vs.append(v)
+        cache = self.__dict__.setdefault("_derivative_fns", {})
+        if "form" not in cache:
+            cache["form"] = self.sympy() is not None
+        torch_input = xp.name == "torch"
+        if not torch_input and cache["form"]:
+            return self._sympy_derivative(theta, vs)
+        try:
+            return self._torch_derivative(theta, vs)
+        except HessianUnavailable:
+            if not cache["form"]:
+                raise
+        # torch input, no autograd through _evaluate, but an exact form: numpy and back
+        import torch
+
+        out = self._sympy_derivative(
+            theta.detach().cpu().double().numpy(), [v.detach().cpu().double().numpy() for v in vs]
+        )
+        return torch.as_tensor(out, dtype=theta.dtype, device=theta.device)
+
+    def _torch_derivative(self, theta: Any, vectors: Sequence[Any]) -> Any:
+        """The contraction by torch autograd: ∇F from :meth:`_evaluate` on a leaf tensor,
+        then one backward pass per vector, ∂/∂θ Σᵢ (D·v)ᵢ (rows are independent, so the sum
+        over the batch keeps them apart). Raises :class:`HessianUnavailable` when
+        ``_evaluate`` does not run on torch tensors or its ∇F does not depend on θ through
+        autograd."""
+        import torch
+
+        from .backend import prepare
+
+        numpy_input = not hasattr(theta, "detach")
+        tensor = torch.from_numpy(np.ascontiguousarray(theta)) if numpy_input else theta
+        vs = [torch.from_numpy(np.ascontiguousarray(v)) if numpy_input else v for v in vectors]
+        leaf = tensor.detach().requires_grad_(True)
+        with torch.enable_grad():
+            try:
+                _, D = self._evaluate(prepare(leaf)[0], leaf, True)
+            except Exception as exc:  # written for numpy only: no autograd
+                raise HessianUnavailable(f"{self.name}: {NO_HESSIAN}") from exc
+            if not isinstance(D, torch.Tensor) or not D.requires_grad:
+                raise HessianUnavailable(f"{self.name}: {NO_HESSIAN}")
+            for j, v in enumerate(vs):
+                last = j == len(vs) - 1
+                (D,) = torch.autograd.grad(
+                    (D * v.to(D.dtype)).sum(), leaf, create_graph=not last, allow_unused=True
+                )
+                if D is None:  # ∇^jF is constant: the next derivative vanishes
+                    D = torch.zeros_like(leaf)
+                    break
+        D = D.detach()
+        return D.numpy() if numpy_input else D
+
+    def _sympy_derivative(self, theta: np.ndarray, vectors: Sequence[np.ndarray]) -> np.ndarray:
+        """The contraction from :meth:`sympy`: Dᵢ = Σⱼ ∂(∇^kF[v₁…v_{k−1}])ᵢ/∂xⱼ·v_kⱼ built
+        symbolically once per k and compiled with numpy (``sympy.lambdify``)."""
+        k = len(vectors)
+        cache = self.__dict__.setdefault("_derivative_fns", {})
+        if k not in cache:
+            form = self.sympy()
+            assert form is not None
+            F, xs = form
+            vsyms = [sp.symbols(f"v{j}_0:{len(xs)}", real=True) for j in range(k)]
+            D = [sp.diff(F, x) for x in xs]
+            for vj in vsyms:
+                D = [
+                    sp.Add(*(sp.diff(Di, x) * vx for x, vx in zip(xs, vj, strict=True))) for Di in D
+                ]
+            args = [*xs, *(s for vj in vsyms for s in vj)]
+            cache[k] = sp.lambdify(args, D, "numpy")
+        cols = [*theta.T, *(c for v in vectors for c in v.T)]
+        with np.errstate(all="ignore"):
+            out = cache[k](*cols)
+        return np.stack(
+            [np.broadcast_to(np.asarray(c, float), theta.shape[:1]) for c in out], -1
+        ).astype(theta.dtype, copy=False)
+
     def check_shape(self, theta: Any) -> None:
         """Raise ValueError unless θ has shape (batch, dim)."""
         shape = tuple(theta.shape)
@@ -194,6 +317,17 @@ class Problem:
         raise CriticalPointsUnavailable(
             f"{self.name}: no exact form to solve ∇F = 0 from; see .minima for known minima"
         )
+
+
+def _like(v: Any, theta: Any) -> Any:
+    """v as an array of θ's kind (numpy or torch, dtype and device of θ)."""
+    if hasattr(theta, "detach"):
+        import torch
+
+        return torch.as_tensor(v, dtype=theta.dtype, device=theta.device)
+    if hasattr(v, "detach"):
+        v = v.detach().cpu().numpy()
+    return np.asarray(v, dtype=theta.dtype)
 
 
 def lowest_critical_points(problem: Problem) -> list[Minimum]:

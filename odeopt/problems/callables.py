@@ -3,8 +3,9 @@
 Without an analytic gradient the value callable is differentiated with torch autograd, never by
 finite differences (which would silently trade accuracy for a step size): it must then accept
 a torch tensor θ of shape (batch, dim) and return F of shape (batch,) built from torch
-operations, each row depending on its own θ row only. Since the rows are independent,
-∇F = ∂(Σ_rows F)/∂θ row by row.
+operations, each row depending on its own θ row only. ``hvp`` (∇²F·v) differentiates ∇F the
+same way: it needs torch callables (a numpy-only problem has no Hessian and says so). Since
+the rows are independent, ∇F = ∂(Σ_rows F)/∂θ row by row.
 """
 
 from __future__ import annotations
@@ -85,6 +86,39 @@ class FunctionProblem(Problem):
         if is_torch(theta):
             return F, g
         return F.numpy(), g.numpy()
+
+    def _torch_derivative(self, theta: Any, vectors: Any) -> Any:
+        """Without ``grad=``, ∇F is autograd's, so the contraction differentiates ``value``
+        (create_graph); with ``grad=`` it differentiates that callable on a leaf tensor (see
+        :meth:`Problem._torch_derivative`)."""
+        if self._grad_fn is not None:
+            return super()._torch_derivative(theta, vectors)
+        import torch
+
+        from .base import NO_HESSIAN, HessianUnavailable
+
+        numpy_input = not is_torch(theta)
+        tensor = torch.from_numpy(np.ascontiguousarray(theta)) if numpy_input else theta
+        vs = [torch.from_numpy(np.ascontiguousarray(v)) if numpy_input else v for v in vectors]
+        leaf = tensor.detach().requires_grad_(True)
+        with torch.enable_grad():
+            try:
+                F = self._value_fn(leaf)
+            except Exception as exc:
+                raise HessianUnavailable(f"{self.name}: {NO_HESSIAN}") from exc
+            if not is_torch(F) or not F.requires_grad:
+                raise HessianUnavailable(f"{self.name}: {NO_HESSIAN}")
+            (D,) = torch.autograd.grad(F.sum(), leaf, create_graph=True)
+            for j, v in enumerate(vs):
+                last = j == len(vs) - 1
+                (D,) = torch.autograd.grad(
+                    (D * v).sum(), leaf, create_graph=not last, allow_unused=True
+                )
+                if D is None:
+                    D = torch.zeros_like(leaf)
+                    break
+        D = D.detach()
+        return D.numpy() if numpy_input else D
 
 
 def from_functions(

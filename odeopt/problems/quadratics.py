@@ -1,6 +1,6 @@
 """Quadratic objectives, whose single critical point solves a linear system.
 
-* :func:`quadratic`: F(θ) = ½θᵀAθ − bᵀθ, ∇F = Aθ − b, ∇²F = A.
+* :func:`quadratic`: F(θ) = ½θᵀAθ − bᵀθ, ∇F = Aθ − b, ∇²F = A (``hvp`` is Av, exactly).
 * :func:`least_squares`: F(θ) = |Wθ − y|², ∇F = 2Wᵀ(Wθ − y), ∇²F = 2WᵀW (no ½: the
   10-dimensional task of "Learning to learn by gradient descent by gradient descent").
 
@@ -48,6 +48,29 @@ class _AffineCritical(Problem):
     def _quadratic_form(self) -> tuple[np.ndarray, np.ndarray, float]:
         """(A, b, c) in float64."""
         raise NotImplementedError
+
+    def derivative(self, theta: Any, *vectors: Any) -> Any:
+        """∇²F·v = Av exactly (A from :meth:`_quadratic_form`); higher derivatives vanish."""
+        xp, theta = self._prepare(theta)
+        if not vectors:
+            raise TypeError(f"{self.name}: derivative(theta, v, ...) needs at least one vector")
+        from .base import _like
+
+        vs = [_like(v, theta) for v in vectors]
+        for j, v in enumerate(vs):
+            if tuple(v.shape) != tuple(theta.shape):
+                raise ValueError(
+                    f"{self.name}: vector {j + 1} must have theta's shape {tuple(theta.shape)}; "
+                    f"got shape {tuple(v.shape)}"
+                )
+        if len(vs) > 1:
+            return vs[0] * 0.0
+        return self._hessian_times(xp, vs[0])
+
+    def _hessian_times(self, xp: Namespace, v: Any) -> Any:
+        """A·v per row (A symmetric: the rows of v A)."""
+        A = self._quadratic_form()[0]
+        return v @ xp.constant(A, v)
 
     def _critical_points(self) -> list[CriticalPoint]:
         A, b, c = self._quadratic_form()
@@ -112,6 +135,9 @@ class Quadratic(_AffineCritical):
         F = xp.sum(theta * (0.5 * A_theta - b))
         return F, (A_theta - b if need_grad else None)
 
+    def _hessian_times(self, xp: Namespace, v: Any) -> Any:
+        return v if self.A is None else v @ xp.constant(self.A, v)
+
     def _quadratic_form(self) -> tuple[np.ndarray, np.ndarray, float]:
         n = self.dim
         A = np.eye(n) if self.A is None else self.A
@@ -147,6 +173,10 @@ class LeastSquares(_AffineCritical):
         residual = theta @ W.T - xp.constant(self.y, theta)
         F = xp.sum(residual * residual)
         return F, (2.0 * (residual @ W) if need_grad else None)
+
+    def _hessian_times(self, xp: Namespace, v: Any) -> Any:
+        W = xp.constant(self.W, v)
+        return 2.0 * ((v @ W.T) @ W)
 
     def residuals(self, theta: Any) -> Any:
         """r(θ) = Wθ − y per row, shape (batch, m); F = |r|²."""

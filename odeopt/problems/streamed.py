@@ -61,6 +61,25 @@ class Streamed:
     def value(self, theta: Any, t: Any = 0.0) -> Any:
         return self.value_and_grad(theta, t)[0]
 
+    def hvp(self, theta: Any, v: Any, t: Any = 0.0) -> Any:
+        """∇²F_k(θ)·v per row, k = k(t) (see :meth:`derivative`)."""
+        return self.derivative(theta, v, t=t)
+
+    def derivative(self, theta: Any, *vectors: Any, t: Any = 0.0) -> Any:
+        """∇^{j+1}F_k(θ)[v₁, …, v_j] per row with the part k = k(t) of each row's time."""
+        k = self.index(t)
+        if k.size == 1:
+            return self.parts[int(k[0])].derivative(theta, *vectors)
+        out = None
+        for part in np.unique(k):
+            rows = np.flatnonzero(k == part)
+            index = rows if not hasattr(theta, "detach") else _torch_index(rows, theta)
+            D = self.parts[int(part)].derivative(theta[index], *(v[index] for v in vectors))
+            if out is None:
+                out = _empty_like(D, theta.shape[0])
+            out[index] = D
+        return out
+
     def __repr__(self) -> str:
         return f"Streamed({len(self.parts)} parts, period {self.period})"
 

@@ -4,7 +4,9 @@ F(θ) = loss_fn(model_θ(inputs), targets), where model_θ is the model with its
 from θ ∈ ℝᵈ (d = the number of parameter entries, in ``model.named_parameters()`` order, each
 tensor flattened row-major — the layout of ``torch.nn.utils.parameters_to_vector``). A batch of
 θ rows is evaluated in one call with ``torch.func.functional_call`` under ``torch.func.vmap``,
-and ∇F with ``torch.func.grad_and_value``. Numpy θ is converted to torch and the results back.
+and ∇F with ``torch.func.grad_and_value``; ∇²F·v (and higher contractions) by differentiating
+⟨∇F, v⟩ again with ``torch.func.grad``. Numpy θ is converted to torch and the
+results back.
 """
 
 from __future__ import annotations
@@ -129,6 +131,31 @@ class TorchModuleProblem(Problem):
         if is_torch(theta):
             return F, g
         return F.detach().numpy(), (None if g is None else g.detach().numpy())
+
+    def _torch_derivative(self, theta: Any, vectors: Any) -> Any:
+        """∇^{k+1}F[v₁, …, v_k] per row: D₀ = ∇F, D_{j} = ∇(D_{j−1}·v_j), reverse over
+        reverse with ``torch.func.grad``, under vmap (forward-over-reverse ``jvp`` fails on
+        some losses in torch 2.13: "ZeroTensors are immutable")."""
+        import torch
+        from torch.func import grad, vmap
+
+        numpy_input = not is_torch(theta)
+        tensor = torch.from_numpy(np.ascontiguousarray(theta)) if numpy_input else theta
+        vs = [torch.from_numpy(np.ascontiguousarray(v)) if numpy_input else v for v in vectors]
+        data = self._cast_data(tensor)
+
+        def along(inner: Any, v: Any) -> Any:
+            return grad(lambda r: (inner(r) * v).sum())
+
+        def contraction(row: Any, vrows: tuple[Any, ...], *rest: Any) -> Any:
+            fn: Any = lambda r: grad(self._loss)(r, *rest)  # noqa: E731
+            for v in vrows:
+                fn = along(fn, v)
+            return fn(row)
+
+        out = vmap(contraction, in_dims=(0, 0, None, None, None))(tensor, tuple(vs), *data)
+        out = out.detach()
+        return out.numpy() if numpy_input else out
 
 
 def torch_module(

@@ -334,6 +334,12 @@ def run_symbolic(system: PortHamiltonian, scheme: Scheme | str) -> Program:
     """The program of one step of ``scheme`` on ``system``, with step symbol h."""
     from . import get
 
+    if not getattr(system, "port_hamiltonian", True):
+        raise NotImplementedError(
+            f"{system.name} is a modified equation (its field holds derivatives of F such as "
+            "∇²F·v, computed from the problem at run time): integrate it with "
+            "odeopt.integrate(..., params={'eta': η}); it is not discretized or exported"
+        )
     if system.metric is not None:
         raise NotImplementedError(
             f"{system.name} has a metric that is not coordinate-wise "

@@ -4,7 +4,9 @@ An optimizer acts on θ ∈ Rⁿ with n unknown, coordinate by coordinate, coupl
 few global scalars. So the language has two kinds of symbols:
 
 * **coordinate symbols** stand for *one* coordinate i of an n-dimensional quantity:
-  a :class:`Block` (state variable θᵢ, pᵢ, sᵢ, …) or the :class:`Gradient` gᵢ = ∂F/∂θᵢ;
+  a :class:`Block` (state variable θᵢ, pᵢ, sᵢ, …), the :class:`Gradient` gᵢ = ∂F/∂θᵢ, or a
+  :class:`LossDerivative` such as the Hessian–vector product (∇²F·v)ᵢ (``F.hvp(v)``), which
+  modified equations need;
 * **global symbols** are scalars shared by all coordinates: the :class:`Loss` F(θ), a
   :class:`Reduction` Σᵢ φ(xᵢ) (|p|² = Σᵢ pᵢ², ⟨a, b⟩ = Σᵢ aᵢbᵢ, …), the time :data:`t`, and
   named parameters (plain sympy symbols with assumptions, see :func:`parameters`).
@@ -16,6 +18,7 @@ chain rule, which is what lets H = √(V(V + |π|²)) differentiate exactly.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import sympy as sp
@@ -24,6 +27,7 @@ __all__ = [
     "Block",
     "Gradient",
     "Loss",
+    "LossDerivative",
     "Reduction",
     "Time",
     "blocks",
@@ -61,6 +65,9 @@ class Block(_Named):
         if not isinstance(name, str) or not name.isidentifier():
             raise TypeError(f"a block name must be a Python identifier, got {name!r}")
         return super().__new__(cls, name, real=True)
+
+    def __getnewargs_ex__(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        return (self.name,), {}
 
 
 class Gradient(_Named):
@@ -100,6 +107,30 @@ class Loss(_Named):
     def _hashable_content(self) -> tuple[Any, ...]:
         return super()._hashable_content() + (self.block, self.grad.name)
 
+    def derivative(self, *vectors: Any) -> sp.Expr:
+        """(∇^{k+1}F(θ)[v₁, …, v_k])ᵢ for k ≥ 1 per-coordinate vectors vⱼ, as an expression.
+
+        The contraction is multilinear and symmetric, so it is written out: each vⱼ is split
+        into Σ c·φ (c coordinate-free: parameters, the loss, reductions, time; φ the
+        per-coordinate rest) and the result is Σ (Πc)·D[φ₁, …, φ_k] with one
+        :class:`LossDerivative` symbol per sorted tuple of parts. ``F.derivative(v)`` is
+        :meth:`hvp`; a zero vector gives 0.
+        """
+        if not vectors:
+            raise TypeError("derivative() takes at least one vector: F.derivative(v) = ∇²F·v")
+        parts = [_linear_parts(sp.sympify(v), f"vector {j + 1}") for j, v in enumerate(vectors)]
+        out = sp.Integer(0)
+        for combo in itertools.product(*parts):
+            coeff = sp.Mul(*(c for c, _ in combo))
+            phis = tuple(sorted((phi for _, phi in combo), key=sp.default_sort_key))
+            out += coeff * LossDerivative(self, phis)
+        return out
+
+    def hvp(self, v: Any) -> sp.Expr:
+        """(∇²F(θ)·v)ᵢ, the Hessian–vector product, for a per-coordinate expression v: linear
+        in v, so ``F.hvp(p/m - g)`` = (1/m)·∇²F·p − ∇²F·g (see :meth:`derivative`)."""
+        return self.derivative(v)
+
 
 class Time(_Named):
     """The time t, a global scalar."""
@@ -112,7 +143,88 @@ t = Time()
 
 
 def _coordinate_atoms(expr: sp.Basic) -> set[sp.Symbol]:
-    return {s for s in expr.free_symbols if isinstance(s, (Block, Gradient))}
+    return {s for s in expr.free_symbols if isinstance(s, (Block, Gradient, LossDerivative))}
+
+
+def _linear_parts(v: sp.Expr, what: str) -> list[tuple[sp.Expr, sp.Expr]]:
+    """v = Σ c·φ with c coordinate-free and φ the per-coordinate part of each term (terms with
+    the same φ merged); a coordinate-free v (a constant vector) is refused."""
+    if not isinstance(v, sp.Expr):
+        raise TypeError(f"{what} must be a per-coordinate expression, got {v!r}")
+    v = sp.expand(v)
+    if v == 0:
+        return []
+    coords = sorted(_coordinate_atoms(v), key=sp.default_sort_key)
+    groups: dict[sp.Expr, sp.Expr] = {}
+    for term in sp.Add.make_args(v):
+        c, phi = term.as_independent(*coords, as_Add=False) if coords else (term, sp.Integer(1))
+        if phi == 1:
+            raise TypeError(
+                f"{what} must be a per-coordinate expression (of blocks, the gradient and "
+                f"Hessian–vector products); its term {term} has no coordinate symbol"
+            )
+        groups[phi] = groups.get(phi, sp.Integer(0)) + c
+    return [(c, phi) for phi, c in groups.items() if c != 0]
+
+
+class LossDerivative(_Named):
+    """(∇^{k+1}F(θ)[v₁, …, v_k])ᵢ: a derivative of the loss contracted with k per-coordinate
+    vectors, coordinate i — a coordinate symbol. k = 1 is the Hessian–vector product
+    (∇²F(θ)·v)ᵢ, printed ``∇²F·v``; its derivative along a direction w is
+    ∇³F[v, w_θ] + ∇²F·(v′w), which is how modified equations (odeopt.analysis) use it.
+
+    Build it with ``F.hvp(v)`` or ``F.derivative(v, w)`` (multilinear: coefficients free of
+    coordinates are pulled out, so the symbol holds the per-coordinate parts only). Its value
+    comes from the problem (``Problem.hvp``, ``Problem.derivative``) at run time, so it is not
+    part of an exported optimizer.
+    """
+
+    loss: Loss
+    vectors: tuple[sp.Expr, ...]
+
+    def __new__(cls, loss: Loss, vectors: Any, name: str | None = None) -> LossDerivative:
+        if not isinstance(loss, Loss):
+            raise TypeError(f"a loss derivative needs the Loss, got {loss!r}")
+        vectors = tuple(sp.sympify(v) for v in vectors)
+        if not vectors:
+            raise TypeError("a loss derivative needs at least one vector (∇²F·v)")
+        for j, v in enumerate(vectors):
+            if not _coordinate_atoms(v):
+                raise TypeError(
+                    f"vector {j + 1} of a loss derivative must be a per-coordinate expression "
+                    f"(of blocks, the gradient and Hessian–vector products), got {v}"
+                )
+        if name is None:
+            shown = [
+                str(v) if v.is_Symbol or v.is_Pow or v.is_Function else f"({v})" for v in vectors
+            ]
+            if len(vectors) == 1:
+                name = f"∇²{loss.name}·{shown[0]}"
+            else:
+                name = f"∇^{len(vectors) + 1}{loss.name}[{', '.join(map(str, vectors))}]"
+        obj = sp.Symbol.__xnew__(cls, name, real=True)
+        obj.loss = loss
+        obj.vectors = vectors
+        return obj
+
+    @property
+    def order(self) -> int:
+        """k + 1, the order of the derivative of F (2: the Hessian)."""
+        return len(self.vectors) + 1
+
+    def __getnewargs_ex__(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        return (self.loss, self.vectors, self.name), {}
+
+    def _hashable_content(self) -> tuple[Any, ...]:
+        return super()._hashable_content() + (self.loss, self.vectors)
+
+    def _latex(self, printer: Any) -> str:
+        F = printer._print(self.loss)
+        vs = [printer._print(v) for v in self.vectors]
+        if len(vs) == 1:
+            v = vs[0] if self.vectors[0].is_Symbol else rf"\left({vs[0]}\right)"
+            return rf"\left(\nabla^{{2}} {F}\, {v}\right)"
+        return rf"\nabla^{{{self.order}}} {F}\left[{', '.join(vs)}\right]"
 
 
 class Reduction(_Named):
