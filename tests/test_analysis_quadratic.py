@@ -98,6 +98,7 @@ PAIRS = [
     ("heavy_ball", "heun", {"mass": 2.0}, None),
     ("braking", "midpoint", {"goal": -1.0}, None),  # F ≥ 0 > goal: never switches
     ("gradient_flow", "rk4", {}, None),
+    ("heavy_ball", "euler", {}, None),  # a constant entry in M
     ("heavy_ball", "symplectic_euler_q", {"friction": 1.3}, None),
     ("nesterov", "symplectic_euler_nesterov", {}, 0.0),
 ]

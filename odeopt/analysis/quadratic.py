@@ -168,7 +168,10 @@ def _linear_map(
     outputs = {b: sp.expand(apply(rule.outputs[b.name])) for b in blocks}
     name = f"{sys_.name} with {rule.scheme.name}"
     for b, e in outputs.items():
-        for s in e.free_symbols:
+        # the loss first, then reductions, then the time: the same reason on every run
+        rank = {Loss: 0, Reduction: 1, Time: 2}
+        found = sorted(e.free_symbols, key=lambda s: (rank.get(type(s), 3), s.name))
+        for s in found:
             if isinstance(s, Loss):
                 raise NotLinearError(
                     f"{name}: the step depends on the loss value {s} (on a quadratic "
@@ -259,7 +262,12 @@ class QuadraticRule:
     def __post_init__(self) -> None:
         order = [curvature, *(s for n, s in self.symbols.items() if n != "curvature")]
         self._order = order
-        self._fn = sp.lambdify(order, self.matrix, modules="numpy")
+        k = self.matrix.shape[0]
+        # entry by entry: a constant entry must not meet arrays inside one np.array([...])
+        self._fns = [
+            [sp.lambdify(order, self.matrix[i, j], modules="numpy") for j in range(k)]
+            for i in range(k)
+        ]
         self._names = {s: n for n, s in self.symbols.items()}
 
     def __repr__(self) -> str:
@@ -312,11 +320,10 @@ class QuadraticRule:
         shape = np.broadcast_shapes(*(a.shape for a in args))
         args = [np.broadcast_to(a, shape) for a in args]
         k = self.matrix.shape[0]
-        raw = self._fn(*args)
         out = np.empty((*shape, k, k))
         for i in range(k):
             for j in range(k):
-                out[..., i, j] = np.broadcast_to(np.asarray(raw[i][j], dtype=float), shape)
+                out[..., i, j] = np.broadcast_to(np.asarray(self._fns[i][j](*args), float), shape)
         return out
 
     def spectral_radius(self, curvature: Any = 1.0, **values: Any) -> Any:
