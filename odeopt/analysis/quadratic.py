@@ -56,6 +56,23 @@ def _check_real(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be finite, got {name} = {value!r}")
 
 
+def solve_conditions(conds: Sequence[sp.Boolean], var: sp.Symbol) -> sp.Set | None:
+    """{var : every condition holds} solved exactly by sympy over var's domain (the positive
+    reals for a positive symbol), or None where sympy cannot (an error or a ConditionSet)."""
+    domain = sp.Interval.open(0, sp.oo) if var.is_positive else sp.S.Reals
+    out: sp.Set = domain
+    try:
+        for c in conds:
+            if c is sp.true:
+                continue
+            if c is sp.false:
+                return sp.S.EmptySet
+            out = out.intersect(sp.solveset(c, var, domain))
+    except (NotImplementedError, ValueError, TypeError):
+        return None
+    return None if out.has(sp.ConditionSet) else out
+
+
 def positive_set(
     pred: Any, closed: bool, lo: float = 1e-8, hi: float = 1e8, points: int = 3201
 ) -> sp.Set:
@@ -422,20 +439,9 @@ class QuadraticRule:
         var = free[0]
         name = self._names[var]
         if conds is not None and method == "auto":
-            try:
-                domain = sp.Interval.open(0, sp.oo) if var.is_positive else sp.S.Reals
-                sset = domain
-                for c in conds:
-                    if c is sp.true:
-                        continue
-                    if c is sp.false:
-                        sset = sp.S.EmptySet
-                        break
-                    sset = sset.intersect(sp.solveset(c, var, domain))
-                if not sset.has(sp.ConditionSet):
-                    return StabilityRegion(condition, var, sset, True, name)
-            except (NotImplementedError, ValueError, TypeError):
-                pass
+            sset = solve_conditions(conds, var)
+            if sset is not None:
+                return StabilityRegion(condition, var, sset, True, name)
         if not var.is_positive:
             return StabilityRegion(condition, var, None, False, name)
         return StabilityRegion(condition, var, self._scan(var, name, given), False, name)
@@ -610,19 +616,8 @@ def discrete_energy(
     exact = True
     if len(free) == 1:
         var = free[0]
-        domain = sp.Interval.open(0, sp.oo) if var.is_positive else sp.S.Reals
-        sset = domain
-        try:
-            for c in conds:
-                if c is sp.true:
-                    continue
-                if c is sp.false:
-                    sset = sp.S.EmptySet
-                    break
-                sset = sset.intersect(sp.solveset(c, var, domain))
-        except (NotImplementedError, ValueError, TypeError):
-            sset = None
-        if (sset is None or sset.has(sp.ConditionSet)) and var.is_positive:
+        sset = solve_conditions(conds, var)
+        if sset is None and var.is_positive:
             fn = sp.lambdify(var, Dv, modules="numpy")
             scale = float(max(abs(float(e)) for e in Q.xreplace(vsub)) or 1.0)
 
@@ -631,7 +626,7 @@ def discrete_energy(
                 return np.linalg.eigvalsh(mats).min(-1) >= -1e-12 * scale
 
             sset, exact = positive_set(decreases, closed=True, points=801), False
-        elif sset is not None and sset.has(sp.ConditionSet):
-            sset, exact = None, False
+        elif sset is None:
+            exact = False
     by = {s: k for k, s in names.items()}
     return DiscreteEnergy(Q, D, condition, var, sset, exact, by.get(var) if var else None)
