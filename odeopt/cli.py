@@ -67,8 +67,7 @@ def _output_problem(option: str, output: str) -> str | None:
         return f"{option} {output!r}: {str(parent)!r} is not a directory"
     if not parent.exists():
         return (
-            f"{option} {output!r}: the directory {str(parent)!r} does not exist "
-            "(create it first)"
+            f"{option} {output!r}: the directory {str(parent)!r} does not exist (create it first)"
         )
     return None
 
@@ -608,8 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps",
         default="5",
         metavar="N",
-        help="steps N of the PEPit worst case (L = 1, μ = 0, values tuned for [1/κ, 1]; "
-        "default 5)",
+        help="steps N of the PEPit worst case (L = 1, μ = 0, values tuned for [1/κ, 1]; default 5)",
     )
     p.add_argument(
         "--order", default="1", metavar="R", help="order of the modified equation (default 1)"

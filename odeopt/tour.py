@@ -449,8 +449,7 @@ def _analysis_section(path: Path) -> list[str]:
         f"iteration matrix over λ ∈ [μ, L], here [{mu:g}, {L:g}] (κ = {kappa:g}); "
         "`odeopt analyze NAME --scheme S --kappa K` prints the whole analysis of a zoo rule.",
         "",
-        "| rule | system, scheme | tuned values | torch.optim | rate | closed form | "
-        "difference |",
+        "| rule | system, scheme | tuned values | torch.optim | rate | closed form | difference |",
         "|---|---|---|---|---|---|---|",
     ]
     tuned = {}

@@ -371,3 +371,21 @@ def test_bad_orders_and_a_parameter_named_eta_are_refused() -> None:
     system = oo.PortHamiltonian(oo.loss(theta), [theta], J=[[0]], R=[[e]], parameters={e: 1.0})
     with pytest.raises(NoModifiedEquation, match="already has a parameter named 'eta'"):
         oo.discretize(system, "euler").modified_equation()
+
+
+def test_a_rough_update_has_no_modified_equation_past_its_smooth_order() -> None:
+    rule = oo.discretize(oo.zoo.adam(), "euler")
+    assert "sign" in str(rule.modified_equation(order=1).vector_field["theta"])
+    with pytest.raises(NoModifiedEquation, match="to order 2 differentiates .* not smooth"):
+        rule.modified_equation(order=2)
+
+
+def test_a_problem_stays_picklable_after_hvp() -> None:
+    import pickle
+
+    problem = oo.problems.rosenbrock()
+    x = np.array([[0.5, -0.3]])
+    v = np.array([[1.0, 2.0]])
+    first = problem.hvp(x, v)
+    again = pickle.loads(pickle.dumps(problem)).hvp(x, v)
+    assert np.array_equal(first, again)

@@ -70,18 +70,73 @@ def test_numeric_minimax_finds_the_closed_forms(
 
 
 def test_tuning_a_rule_without_a_closed_form_beats_its_defaults() -> None:
-    rule = oo.discretize(oo.zoo.massaroli(), "leapfrog")
+    rule = oo.discretize(oo.zoo.heavy_ball(), "leapfrog")
     with pytest.raises(ValueError, match="no closed-form optimum"):
-        rule.tune(mu=1, L=50, over=("h", "beta"), method="exact")
-    tuned = rule.tune(mu=1, L=50, over=("h", "beta"))
+        rule.tune(mu=1, L=50, over=("h", "friction"), method="exact")
+    tuned = rule.tune(mu=1, L=50, over=("h", "friction"))
     q = rule.quadratic()
     assert tuned.rate < q.worst_rate(1, 50, h=0.1)
     assert tuned.rate == pytest.approx(q.worst_rate(1, 50, **tuned.values), abs=1e-12)
     # a local perturbation of the tuned values does not do better
     for dh in (0.99, 1.01):
         for db in (0.99, 1.01):
-            v = {**tuned.values, "h": tuned.values["h"] * dh, "beta": tuned.values["beta"] * db}
+            v = {**tuned.values, "h": tuned.values["h"] * dh}
+            v["friction"] = tuned.values["friction"] * db
             assert q.worst_rate(1, 50, **v) >= tuned.rate - 1e-9
+    assert tuned.evaluations == 1  # leapfrog reuses the gradient at θ_{k+1}
+
+
+def test_multi_stage_rates_are_also_given_per_gradient() -> None:
+    tuned = oo.discretize(oo.zoo.heavy_ball(), "rk4").tune(mu=1, L=100, over=("h", "friction"))
+    assert tuned.evaluations == 4
+    assert tuned.rate_per_evaluation == pytest.approx(tuned.rate**0.25)
+    assert tuned.rate_per_evaluation > polyak_rate(100)  # rk4 is no faster per gradient
+    assert "4 gradients a step" in str(tuned)
+
+
+def test_a_rule_that_moves_the_minimiser_is_flagged_and_not_tuned_silently() -> None:
+    """Massaroli's c|ω|² pulls θ to 0 besides the gradient: the rule converges to
+    aλθ*/(aλ + 2c) on F = ½λ(θ − θ*)², so its ρ is no rate to the minimum."""
+    rule = oo.discretize(oo.zoo.massaroli(), "symplectic_euler")
+    q = rule.quadratic()
+    assert q.bias is not None and "θ*" in q.bias and "not a fixed point" in str(q)
+    assert oo.discretize(oo.zoo.heavy_ball(), "rk4").quadratic().bias is None
+    with pytest.raises(ValueError, match="does not keep the minimiser.*allow_bias=True"):
+        rule.tune(mu=1, L=100, over=("h", "beta", "a"))
+    own = rule.tune(mu=1, L=100, over=("h", "beta"), allow_bias=True)
+    assert own.rate == pytest.approx(q.worst_rate(1, 100, **own.values), abs=1e-12)
+    with pytest.raises(ValueError, match="not a fixed point of the rule"):
+        rule.worst_case(L=1.0, steps=2, h=0.5)
+    # the iterates on a shifted quadratic do converge to another point
+    problem = oo.problems.quadratic(2, A=np.diag([1.0, 100.0]), b=np.array([1.0, 100.0]))
+    traj = oo.integrate(
+        oo.zoo.massaroli(),
+        problem,
+        {"theta": np.zeros((1, 2))},
+        scheme="symplectic_euler",
+        h=0.1,
+        steps=3000,
+        save="final",
+    )
+    theta = np.asarray(traj.final["theta"])[0]
+    # fixed point a·λ·θ*/(a·λ + 2c) with a = 1, c = 0.01, θ* = (1, 1)
+    assert theta == pytest.approx([1 / 1.02, 100 / 100.02], rel=1e-6)
+
+
+def test_tuning_refuses_a_value_for_a_tuned_parameter() -> None:
+    rule = oo.discretize(oo.zoo.heavy_ball(), "symplectic_euler")
+    with pytest.raises(ValueError, match=r"\['friction'\] are tuned"):
+        rule.tune(mu=1, L=100, over=("h", "friction"), friction=3.0)
+
+
+def test_braking_after_its_switch_is_tuned_and_energy_checked() -> None:
+    rule = oo.discretize(oo.zoo.braking(k0=0.1, k1=2.0), "symplectic_euler")
+    after = rule.tune(mu=1, L=100, over=("h",), switched=True)
+    hb = oo.discretize(oo.zoo.heavy_ball(friction=2.0), "symplectic_euler")
+    assert after.rate == pytest.approx(hb.tune(mu=1, L=100, over=("h",)).rate, abs=1e-9)
+    assert after.torch["momentum"] == pytest.approx(1 - 2.0 * after.values["h"])
+    d = rule.discrete_energy(curvature=1, switched=True)
+    assert d.set == hb.discrete_energy(curvature=1).set
 
 
 def test_heavy_ball_tuned_over_the_step_only_is_slower_than_polyak() -> None:
@@ -186,6 +241,39 @@ def test_stability_numeric_for_rk4_agrees_with_the_radius() -> None:
     _, hi = region.interval
     assert q.spectral_radius(1.0, h=hi * 0.999, friction=0.5) < 1
     assert q.spectral_radius(1.0, h=hi * 1.001, friction=0.5) >= 1
+
+
+def test_stability_in_the_curvature_and_in_a_nonnegative_parameter_is_scanned() -> None:
+    gd = oo.discretize(oo.zoo.gradient_flow(), "euler").quadratic()
+    region = gd.stability_region(h=0.1, method="numeric")
+    assert region.by_name == "curvature"
+    assert region.interval == pytest.approx((0.0, 20.0), abs=1e-8)
+    rk4 = oo.discretize(oo.zoo.heavy_ball(), "rk4").quadratic()
+    for free, given in (("curvature", {"h": 0.1}), ("friction", {"h": 0.1, "curvature": 1})):
+        region = rk4.stability_region(free=free, **given)
+        assert region.by_name == free and not region.exact
+        _, hi = region.interval
+        args = {"curvature": 1.0, "friction": 0.5, **given}
+        args[free] = hi * 0.999
+        curv = args.pop("curvature")
+        assert rk4.spectral_radius(curv, **args) < 1
+        args["curvature"] = curv
+        args[free] = hi * 1.001
+        curv = args.pop("curvature")
+        assert rk4.spectral_radius(curv, **args) >= 1
+
+
+def test_discrete_energy_in_the_curvature_is_scanned() -> None:
+    rule = oo.discretize(oo.zoo.heavy_ball(), "rk4")
+    d = rule.discrete_energy(h=0.1)
+    assert d.by_name == "curvature" and not d.exact
+    hi = float(d.set.sup)
+    q = rule.quadratic()
+    x = np.random.default_rng(2).standard_normal((2, 4000))
+    for lam, ok in ((hi * 0.98, True), (hi * 1.05, False)):
+        y = q.matrices(lam, h=0.1) @ x
+        H = lambda z, lam=lam: 0.5 * lam * z[0] ** 2 + 0.5 * z[1] ** 2  # noqa: E731
+        assert bool(np.all(H(y) <= H(x) * (1 + 1e-12))) == ok
 
 
 def test_positive_set_finds_intervals() -> None:

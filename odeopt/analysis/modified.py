@@ -32,7 +32,8 @@ R = Σφ and the contractions S = ∇^{k+1}F[v₁, …, v_k] is
 
 with u_t = 1 for f₀ (the rule advances t by exactly η) and 0 for the corrections. Order 1
 needs Hessian–vector products; order 2 needs third derivatives ∇³F[v, w] as well, which
-come from the same symbols (``Problem.derivative``), so any order r ≥ 1 is derived.
+come from the same symbols (``Problem.derivative``), so any order r ≥ 1 is derived while the
+update is smooth (an |·| or sign differentiated, as in Adam's √|s|, is refused).
 
 :func:`modified_equation` returns a :class:`ModifiedSystem`, which ``odeopt.integrate`` runs
 with ``params={"eta": η}``: its field is f̃ and its energy the original H, but it is not
@@ -576,4 +577,18 @@ def modified_equation(rule: UpdateRule, order: int = 1) -> ModifiedSystem:
     for j in range(order + 1):
         known = _flow_coefficient(fs, blocks, system.loss, j + 1)
         fs.append({b: _tidy(dk[j + 1][b] - known[b]) for b in blocks})
+    rough = sorted(
+        {
+            type(a).__name__
+            for f in fs
+            for e in f.values()
+            for a in sp.sympify(e).atoms(sp.DiracDelta, sp.Heaviside)
+        }
+    )
+    if rough:
+        raise NoModifiedEquation(
+            f"{label}: the expansion to order {order} differentiates a function that is not "
+            f"smooth ({', '.join(rough)}, from |·| or sign in the update); the modified "
+            "equation exists only to the order before it appears"
+        )
     return ModifiedSystem(rule, order, fs)

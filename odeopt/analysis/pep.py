@@ -43,7 +43,7 @@ from ..checks import check_count, check_positive, check_real
 from ..schemes.program import Assignment, Evaluation
 from ..symbolic.language import Block, Gradient, Loss, Reduction
 from ..symbolic.language import t as time
-from .quadratic import adaptive_controller
+from .quadratic import adaptive_controller, fixed_point_bias
 
 if TYPE_CHECKING:
     from ..export.rule import UpdateRule
@@ -147,6 +147,13 @@ def _why_not(rule: UpdateRule, switched: bool | None) -> str | None:
             f"{sys_.name} stores its energy E (set from F(θ₀)) and its step depends on the loss "
             "value F: the step size changes with F, which PEP's fixed-step linear first-order "
             "methods cannot do"
+        )
+    drift = fixed_point_bias(rule)
+    if drift:
+        return (
+            f"the minimiser at rest is not a fixed point of the rule ({drift}): a term in θ "
+            "outside the gradient (weight decay, c|θ|²) moves it, so F(x_N) − F* does not go "
+            "to 0 and the worst case is unbounded"
         )
     if sys_.switches and switched is None:
         sides = "; ".join(

@@ -153,6 +153,45 @@ def _why_not(rule: UpdateRule) -> str | None:
     return None
 
 
+_SHIFT = sp.Symbol("theta_star_", real=True)
+
+
+def _run_on_quadratic(
+    rule: UpdateRule, fixed: Mapping[sp.Symbol, sp.Expr], start: Mapping[sp.Symbol, sp.Expr]
+) -> dict[Block, sp.Expr]:
+    """The new state after one step on F = ½λ(θ − θ*)² (g_k = λ(θ_k − θ*)), from ``start``
+    (block → value; the blocks themselves where not given; θ* = 0 unless ``start`` is the
+    shifted rest state of :func:`_fixed_point_drift`)."""
+    shift = _SHIFT if start else sp.Integer(0)
+    sub: dict[sp.Symbol, sp.Expr] = dict(start)
+
+    def apply(e: sp.Expr) -> sp.Expr:
+        e = sp.sympify(e).xreplace(sub)
+        return e.xreplace(dict(fixed)) if fixed else e
+
+    for ins in rule.instructions:
+        if isinstance(ins, Assignment):
+            sub[ins.target] = apply(ins.expr)
+        elif isinstance(ins, Evaluation):
+            sub[ins.loss.grad] = curvature * (sub.get(ins.theta, ins.theta) - shift)
+    return {b: sp.expand(apply(rule.outputs[b.name])) for b in rule.system.all_blocks}
+
+
+def _fixed_point_drift(rule: UpdateRule, fixed: Mapping[sp.Symbol, sp.Expr]) -> str | None:
+    """None when the minimiser at rest (θ = θ*, every other block 0) is a fixed point of the
+    rule on F = ½λ(θ − θ*)²; else what the step makes of it (a term in θ outside the
+    gradient, such as weight decay c|θ|², pulls the iterates to another point)."""
+    theta = rule.system.loss.block
+    start = {b: (_SHIFT if b == theta else sp.Integer(0)) for b in rule.system.all_blocks}
+    out = _run_on_quadratic(rule, fixed, start)
+    moved = []
+    for b, e in out.items():
+        d = sp.simplify(e - start[b])
+        if d != 0:
+            moved.append(f"{b.name}' − {start[b]} = {d}".replace(str(_SHIFT), "θ*"))
+    return "; ".join(moved) or None
+
+
 def _linear_map(
     rule: UpdateRule, t: Any, switched: bool
 ) -> tuple[sp.Matrix, tuple[Block, ...], dict[sp.Symbol, sp.Expr]]:
@@ -170,19 +209,8 @@ def _linear_map(
     if t is not None:
         _check_real("t", t)
         fixed[time] = sp.nsimplify(t, rational=True)
-    sub: dict[sp.Symbol, sp.Expr] = {}
-
-    def apply(e: sp.Expr) -> sp.Expr:
-        e = sp.sympify(e).xreplace(sub)
-        return e.xreplace(fixed) if fixed else e
-
-    for ins in rule.instructions:
-        if isinstance(ins, Assignment):
-            sub[ins.target] = apply(ins.expr)
-        elif isinstance(ins, Evaluation):
-            sub[ins.loss.grad] = curvature * sub.get(ins.theta, ins.theta)
     blocks = sys_.all_blocks
-    outputs = {b: sp.expand(apply(rule.outputs[b.name])) for b in blocks}
+    outputs = _run_on_quadratic(rule, fixed, {})
     name = f"{sys_.name} with {rule.scheme.name}"
     for b, e in outputs.items():
         # the loss first, then reductions, then the time: the same reason on every run
@@ -222,6 +250,22 @@ def _linear_map(
         [[sp.factor_terms(polys[bi].coeff_monomial(bj)) for bj in blocks] for bi in blocks]
     )
     return M, blocks, fixed
+
+
+def fixed_point_bias(rule: UpdateRule) -> str | None:
+    """Why the rule does not converge to the minimiser of a quadratic, or None.
+
+    On F = ½λ(θ − θ*)² the minimiser at rest must be a fixed point for ρ(M) to be the rate of
+    convergence *to θ**; a term in θ outside the gradient (Massaroli's c|ω|², weight decay)
+    moves it, and the iterates converge (at rate ρ) to another point. None also when the rule
+    is not linear on quadratics (that has its own reason).
+    """
+    if _why_not(rule) is not None:
+        return None
+    try:
+        return _fixed_point_drift(rule, {})
+    except (TypeError, ValueError):  # pragma: no cover - a rule sympy cannot run
+        return None
 
 
 @dataclass
@@ -268,6 +312,9 @@ class QuadraticRule:
     ``matrix`` is a sympy Matrix in :data:`curvature` (λ), the step h and the system's
     parameter symbols; ``blocks`` the state's order; ``symbols`` maps public names (``h``,
     ``curvature``, the system's keywords such as ``friction``) to the symbols in M.
+    ``bias`` is None when the minimiser at rest is a fixed point of the rule on
+    F = ½λ(θ − θ*)²; otherwise (a term in θ outside the gradient, e.g. Massaroli's c|ω|²) it
+    says how a step moves it, and ρ is the rate to the rule's own fixed point, not to θ*.
     """
 
     rule: UpdateRule
@@ -275,6 +322,7 @@ class QuadraticRule:
     blocks: tuple[Block, ...]
     symbols: dict[str, sp.Symbol]
     fixed: dict[sp.Symbol, sp.Expr] = field(default_factory=dict)
+    bias: str | None = None
 
     def __post_init__(self) -> None:
         order = [curvature, *(s for n, s in self.symbols.items() if n != "curvature")]
@@ -292,7 +340,10 @@ class QuadraticRule:
 
     def __str__(self) -> str:
         state = ", ".join(b.name for b in self.blocks)
-        return f"({state})_{{k+1}} = M ({state})_k,  M = {self.matrix.tolist()}"
+        out = f"({state})_{{k+1}} = M ({state})_k,  M = {self.matrix.tolist()}"
+        if self.bias:
+            out += f"  [the minimiser is not a fixed point: {self.bias}]"
+        return out
 
     def _repr_latex_(self) -> str:
         x = r"\begin{pmatrix}" + r"\\".join(sp.latex(b) for b in self.blocks) + r"\end{pmatrix}"
@@ -363,16 +414,35 @@ class QuadraticRule:
         return rho if np.ndim(rho) else float(rho)
 
     def worst_rate(self, mu: float, L: float, points: int = 2049, **values: Any) -> float:
-        """max_{λ∈[μ, L]} ρ(M(λ)): a geometric grid of λ refined around its largest value."""
+        """max_{λ∈[μ, L]} ρ(M(λ)): a geometric grid of λ, refined around its largest local
+        maxima (a finer grid, then a bounded scalar search); inf where ρ is not finite."""
         if not (0 < mu <= L and math.isfinite(L)):
             raise ValueError(f"need 0 < mu <= L < inf, got mu = {mu}, L = {L}")
+        from scipy.optimize import minimize_scalar
+
         lam = np.unique(np.concatenate([np.geomspace(mu, L, points), [mu, L]]))
-        rho = np.asarray(self.spectral_radius(lam, **values))
-        i = int(np.argmax(rho))
-        best = float(rho[i])
-        if 0 < i < len(lam) - 1:
-            fine = np.linspace(lam[i - 1], lam[i + 1], 257)
-            best = max(best, float(np.max(self.spectral_radius(fine, **values))))
+        rho = np.asarray(self.spectral_radius(lam, **values), dtype=float)
+        if not np.all(np.isfinite(rho)):
+            return math.inf
+        best = float(rho.max())
+        # refine around the largest local maxima (a peak between grid points: the λ where
+        # two eigenvalues meet gives a kink that a grid can step over)
+        inner = np.flatnonzero((rho[1:-1] >= rho[:-2]) & (rho[1:-1] >= rho[2:])) + 1
+        for i in inner[np.argsort(rho[inner])[::-1][:6]]:
+            a, b = float(lam[i - 1]), float(lam[i + 1])
+            fine = np.linspace(a, b, 257)
+            rf = np.asarray(self.spectral_radius(fine, **values), dtype=float)
+            j = int(np.argmax(rf))
+            best = max(best, float(rf[j]))
+            lo, hi = float(fine[max(j - 1, 0)]), float(fine[min(j + 1, len(fine) - 1)])
+            if hi > lo:
+                res = minimize_scalar(
+                    lambda x: -float(self.spectral_radius(x, **values)),
+                    bounds=(lo, hi),
+                    method="bounded",
+                    options={"xatol": 1e-15 * max(hi, 1.0)},
+                )
+                best = max(best, -float(res.fun))
         return best
 
     # -- stability
@@ -442,18 +512,21 @@ class QuadraticRule:
             sset = solve_conditions(conds, var)
             if sset is not None:
                 return StabilityRegion(condition, var, sset, True, name)
-        if not var.is_positive:
+        if not (var.is_positive or var.is_nonnegative):  # the scan covers x > 0 only
             return StabilityRegion(condition, var, None, False, name)
         return StabilityRegion(condition, var, self._scan(var, name, given), False, name)
 
     def _scan(self, var: sp.Symbol, name: str, given: Mapping[str, Any]) -> sp.Set:
-        """Stable values of one positive variable, by a log scan and bisection of ρ = 1."""
+        """Stable values x > 0 of one variable, by a log scan and bisection of ρ = 1."""
         rest = {n: v for n, v in given.items() if n != name}
         curv = rest.pop("curvature", 1.0)
-        return positive_set(
-            lambda x: np.asarray(self.spectral_radius(curv, **{**rest, name: x})) < 1,
-            closed=False,
-        )
+
+        def stable(x: np.ndarray) -> np.ndarray:
+            if name == "curvature":
+                return np.asarray(self.spectral_radius(x, **rest)) < 1
+            return np.asarray(self.spectral_radius(curv, **{**rest, name: x})) < 1
+
+        return positive_set(stable, closed=False)
 
     # -- plot
     def plot(
@@ -507,6 +580,8 @@ def quadratic(rule: UpdateRule, t: Any = None, switched: bool = False) -> Quadra
     Every evaluation g_k := ∇F(θ_k) of the update program becomes λθ_k, and the new state is
     read off as a matrix. ``t`` fixes the time in time-dependent coefficients (zoo.nesterov's
     r/(t + t₀)); ``switched=True`` applies the system's switches (braking after its goal).
+    ``bias`` of the result says whether the minimiser is a fixed point (see
+    :class:`QuadraticRule`). The rule is analysed before its switches fire unless ``switched``.
     Raises a ValueError naming the cause when the rule is not linear on quadratics: it uses F
     (BBI, ECD), a global sum |p|² (a level set), the time (without ``t``), an adaptive step,
     an implicit solve, or nonlinear coordinate operations (Adam's √v).
@@ -523,7 +598,7 @@ def quadratic(rule: UpdateRule, t: Any = None, switched: bool = False) -> Quadra
             raise ValueError(f"unexpected symbol {s} in the iteration matrix")
     if "h" not in symbols:
         symbols["h"] = rule.h
-    return QuadraticRule(rule, M, blocks, symbols, fixed)
+    return QuadraticRule(rule, M, blocks, symbols, fixed, _fixed_point_drift(rule, fixed))
 
 
 @dataclass
@@ -564,6 +639,7 @@ def discrete_energy(
     rule: UpdateRule,
     t: Any = None,
     free: Sequence[str] | str | None = None,
+    switched: bool = False,
     **values: Any,
 ) -> DiscreteEnergy:
     """Does the discrete step decrease H on quadratics, and for which h?
@@ -576,7 +652,7 @@ def discrete_energy(
     symbol left free, its set is solved for with sympy (numerically where sympy cannot).
     The discrete counterpart of the continuous energy verdict.
     """
-    q = quadratic(rule, t=t)
+    q = quadratic(rule, t=t, switched=switched)
     sys_ = rule.system
     loss = sys_.loss
     assert loss is not None
@@ -617,13 +693,14 @@ def discrete_energy(
     if len(free) == 1:
         var = free[0]
         sset = solve_conditions(conds, var)
-        if sset is None and var.is_positive:
+        if sset is None and (var.is_positive or var.is_nonnegative):
             fn = sp.lambdify(var, Dv, modules="numpy")
-            scale = float(max(abs(float(e)) for e in Q.xreplace(vsub)) or 1.0)
+            qfn = sp.lambdify(var, Q.xreplace(vsub), modules="numpy")
 
             def decreases(x: np.ndarray) -> np.ndarray:
                 mats = np.array([np.asarray(fn(float(v)), dtype=float) for v in x])
-                return np.linalg.eigvalsh(mats).min(-1) >= -1e-12 * scale
+                scale = np.array([np.abs(np.asarray(qfn(float(v)), float)).max() for v in x])
+                return np.linalg.eigvalsh(mats).min(-1) >= -1e-12 * np.maximum(scale, 1e-300)
 
             sset, exact = positive_set(decreases, closed=True, points=801), False
         elif sset is None:

@@ -57,6 +57,13 @@ class TunedRule:
     torch: dict[str, Any] | None = None
     exact: bool = False
     fixed: dict[str, float] = field(default_factory=dict)
+    evaluations: int = 1
+
+    @property
+    def rate_per_evaluation(self) -> float:
+        """rate^(1/evaluations): the contraction per gradient evaluation, to compare a
+        multi-stage scheme (rk4: 4 gradients a step) with one-gradient methods."""
+        return self.rate ** (1.0 / self.evaluations)
 
     @property
     def kappa(self) -> float:
@@ -70,6 +77,11 @@ class TunedRule:
     def __str__(self) -> str:
         vals = ", ".join(f"{k}={v:.6g}" for k, v in self.values.items())
         out = f"rate {self.rate:.6g} at {vals} (κ = {self.kappa:g}; {self.method})"
+        if self.evaluations > 1:
+            out += (
+                f"; {self.evaluations} gradients a step: {self.rate_per_evaluation:.6g} per "
+                "gradient"
+            )
         if self.optimizer and self.torch:
             args = ", ".join(
                 f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
@@ -100,6 +112,20 @@ def classical_optimum(family: str, mu: float, L: float) -> tuple[dict[str, float
             "closed form: Nesterov on quadratics (Lessard, Recht & Packard 2016)",
         )
     raise ValueError(f"unknown family {family!r}; known: gd, heavy_ball, nesterov")
+
+
+def gradients_per_step(rule: UpdateRule) -> int:
+    """Gradient evaluations a step costs: those of the program, less one when the new θ is a
+    point the step already evaluated and the next step starts by evaluating at θ (leapfrog:
+    the gradient at θ_{k+1} is reused, as integrate's cache does)."""
+    evals = rule.evaluations
+    k = len(evals)
+    theta = rule.system.loss.block if rule.system.loss is not None else None
+    new_theta = rule.outputs.get(theta.name) if theta is not None else None
+    points = {e.theta for e in evals}
+    if k > 1 and theta in points and new_theta in points and new_theta != theta:
+        k -= 1
+    return max(k, 1)
 
 
 def _check(mu: Any, L: Any, over: Any) -> tuple[float, float, tuple[str, ...]]:
@@ -152,6 +178,7 @@ def _exact(
     by_name["h"] = rule.h
     unknowns = [by_name[o] for o in over]
     fsub = {by_name[k]: sp.nsimplify(v, rational=True) for k, v in fixed.items() if k in by_name}
+    fsub = {**{s: sp.sympify(e).xreplace(fsub) for s, e in q.fixed.items()}, **fsub}
     eqs = [
         sp.simplify(sp.sympify(ident.hyperparameters[k]).xreplace(fsub)) - sp.Float(v, 30)
         for k, v in target.items()
@@ -188,23 +215,31 @@ def _exact(
             continue
         torch = {k: float(v) for k, v in target.items()}
         torch.update(
-            {k: v for k, v in _torch_values(ident, full, by_name).items() if k not in torch}
+            {
+                k: v
+                for k, v in _torch_values(ident, full, by_name, q.fixed).items()
+                if k not in torch
+            }
         )
         return vals, rate, ref, family, torch
     return None
 
 
 def _torch_values(
-    ident: Any, values: Mapping[str, float], by_name: Mapping[str, sp.Symbol]
+    ident: Any,
+    values: Mapping[str, float],
+    by_name: Mapping[str, sp.Symbol],
+    switch: Mapping[sp.Symbol, sp.Expr],
 ) -> dict[str, Any]:
     sub = {by_name[k]: sp.Float(v, 30) for k, v in values.items() if k in by_name}
+    switch = {s: sp.sympify(e).xreplace(sub) for s, e in switch.items()}
     out: dict[str, Any] = {}
     for k, e in ident.hyperparameters.items():
         e = sp.sympify(e)
         if e in (sp.true, sp.false):
             out[k] = bool(e)
         else:
-            v = sp.sympify(e.xreplace(sub))
+            v = sp.sympify(e.xreplace(switch).xreplace(sub))
             out[k] = float(v) if v.is_number else v
     return out
 
@@ -284,6 +319,8 @@ def tune(
     over: Sequence[str] = ("h",),
     method: str = "auto",
     t: Any = None,
+    switched: bool = False,
+    allow_bias: bool = False,
     **values: Any,
 ) -> TunedRule:
     """min over ``over`` of max_{λ∈[μ, L]} ρ(M(λ)): the rule's best linear rate on quadratics
@@ -293,17 +330,34 @@ def tune(
     ``values`` or the system's defaults. ``method``: ``"auto"`` (the closed form when the rule
     is torch's SGD family and the hyper-parameters can be solved for ``over``, else numeric),
     ``"exact"`` (the closed form or a ValueError saying why not) or ``"numeric"``.
+    ``t`` fixes the time of time-dependent coefficients, ``switched=True`` tunes the rule
+    after its switches fired. A rule whose fixed point on F = ½λ(θ − θ*)² is not θ* (see
+    :attr:`QuadraticRule.bias`) is refused unless ``allow_bias=True``: its ρ is the rate to
+    another point, and minimising it can shrink the gradient's weight instead of converging.
+    The rate is per step; ``TunedRule.evaluations`` counts the gradients a step takes.
     """
     mu, L, over = _check(mu, L, over)
     if method not in ("auto", "exact", "numeric"):
         raise ValueError(f"method must be 'auto', 'exact' or 'numeric', got {method!r}")
-    q = rule.quadratic(t=t)
+    q = rule.quadratic(t=t, switched=switched)
+    if q.bias and not allow_bias:
+        raise ValueError(
+            f"{rule.system.name} with {rule.scheme.name} does not keep the minimiser of a "
+            f"quadratic at rest ({q.bias}): its iterates converge to another point, so its ρ "
+            "is not a rate to the minimum; pass allow_bias=True to tune the rate to its own "
+            "fixed point"
+        )
     names = set(q.symbols) - {"curvature"}
     for o in over:
         if o not in names:
             raise ValueError(
                 f"cannot tune {o!r}: the rule on quadratics depends on {sorted(names)}"
             )
+    given_tuned = sorted(set(over) & set(values))
+    if given_tuned:
+        raise ValueError(
+            f"{given_tuned} are tuned (named in over={over}); a value for them would be ignored"
+        )
     fixed = q._values({k: v for k, v in values.items()}, need=False)
     fixed.pop("curvature", None)
     for o in over:
@@ -314,12 +368,13 @@ def tune(
     defaults = rule.system.defaults
     fixed = {k: float(v) for k, v in fixed.items()}
     ident = rule.identify()
+    k = gradients_per_step(rule)
     if method in ("auto", "exact"):
         got = _exact(rule, q, mu, L, over, fixed)
         if got is not None:
             vals, rate, ref, _, torch = got
             return TunedRule(
-                rate, {**vals, **fixed}, over, mu, L, ref, ident.name, torch, True, fixed
+                rate, {**vals, **fixed}, over, mu, L, ref, ident.name, torch, True, fixed, k
             )
         if method == "exact":
             why = (
@@ -336,7 +391,7 @@ def tune(
     if ident:
         by_name = {p.name: p.symbol for p in rule.system.parameters}
         by_name["h"] = rule.h
-        torch = _torch_values(ident, {**vals, **fixed}, by_name)
+        torch = _torch_values(ident, {**vals, **fixed}, by_name, q.fixed)
     return TunedRule(
         rate,
         {**vals, **fixed},
@@ -348,4 +403,5 @@ def tune(
         torch,
         False,
         fixed,
+        evaluations=k,
     )

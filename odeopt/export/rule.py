@@ -264,13 +264,17 @@ class UpdateRule:
         return tune(self, mu=mu, L=L, over=over, method=method, **values)
 
     def discrete_energy(
-        self, t: Any = None, free: Sequence[str] | str | None = None, **values: Any
+        self,
+        t: Any = None,
+        free: Sequence[str] | str | None = None,
+        switched: bool = False,
+        **values: Any,
     ) -> DiscreteEnergy:
         """Whether one step decreases H on quadratics, and for which h; see
         :func:`odeopt.analysis.discrete_energy`."""
         from ..analysis.quadratic import discrete_energy
 
-        return discrete_energy(self, t=t, free=free, **values)
+        return discrete_energy(self, t=t, free=free, switched=switched, **values)
 
     def modified_equation(self, order: int = 1) -> ModifiedSystem:
         """The ODE the rule follows to O(η^{order+1}) globally (backward error analysis); see

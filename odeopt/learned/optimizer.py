@@ -93,8 +93,11 @@ class LearnedOptimizer(torch.optim.Optimizer):
             raise ValueError(
                 f"{where}: state must be an optimizer state_dict with 'state' and "
                 f"'param_groups', got {type(state_dict).__name__}"
-                + (f" with keys {sorted(map(str, state_dict))}" if isinstance(state_dict, dict)
-                   else "")
+                + (
+                    f" with keys {sorted(map(str, state_dict))}"
+                    if isinstance(state_dict, dict)
+                    else ""
+                )
             )
         groups, state = state_dict["param_groups"], state_dict["state"]
         saved_sizes = [len(g.get("params", ())) for g in groups]

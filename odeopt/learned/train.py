@@ -26,8 +26,7 @@ __all__ = ["MetaTrainResult", "hnn_update", "meta_train", "run_learned", "run_to
 def _check_net(where: str, net: Any) -> HNNOptimizerNet:
     if not isinstance(net, HNNOptimizerNet):
         raise TypeError(
-            f"{where}: net must be an odeopt.learned.HNNOptimizerNet, "
-            f"got net={type(net).__name__}"
+            f"{where}: net must be an odeopt.learned.HNNOptimizerNet, got net={type(net).__name__}"
         )
     return net
 
@@ -35,9 +34,7 @@ def _check_net(where: str, net: Any) -> HNNOptimizerNet:
 def _check_problems(where: str, problems: Any, name: str = "problems") -> ProblemBatch:
     """A batch of problems has ``initial()`` and ``losses(params, step)``; a Task (which only
     samples batches) is the usual mistake."""
-    if callable(getattr(problems, "initial", None)) and callable(
-        getattr(problems, "losses", None)
-    ):
+    if callable(getattr(problems, "initial", None)) and callable(getattr(problems, "losses", None)):
         return problems
     hint = (
         " (a Task: pass task.sample(n, torch.Generator().manual_seed(0)))"

@@ -130,6 +130,13 @@ class Problem:
         self._minima: list[Minimum] | None = None if minima is None else list(minima)
         self._critical: list[CriticalPoint] | None = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        """The problem without its compiled derivative functions (rebuilt on demand): a
+        problem stays picklable after ``hvp``/``derivative`` (for process pools)."""
+        state = dict(self.__dict__)
+        state.pop("_derivative_fns", None)
+        return state
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} dim={self.dim}>"
 
