@@ -17,22 +17,34 @@ from . import zoo
 __all__ = ["main"]
 
 
-def _parse_params(items: Sequence[str], name: str | None = None) -> dict[str, float]:
-    """``--param NAME=VALUE`` strings as {NAME: float(VALUE)}; a ValueError names the bad item:
-    no '=', an empty NAME, a VALUE that is not a number, a NAME given twice, and (when the zoo
-    system ``name`` is given) a NAME that is not one of its parameters."""
-    out: dict[str, float] = {}
-    known = _zoo_parameters(name) if name is not None else None
+def _pairs(items: Sequence[str], flag: str, known: Callable[[str], None]) -> dict[str, str]:
+    """``FLAG NAME=VALUE`` strings as {NAME: VALUE text}; a ValueError names the bad item: no
+    '=', an empty NAME, a NAME given twice, or one that ``known(NAME)`` refuses."""
+    out: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ValueError(f"--param takes NAME=VALUE, got --param {item!r}")
+            raise ValueError(f"{flag} takes NAME=VALUE, got {flag} {item!r}")
         if key in out:
-            raise ValueError(f"--param {key} is given twice")
+            raise ValueError(f"{flag} {key} is given twice")
+        known(key)
+        out[key] = value
+    return out
+
+
+def _parse_params(items: Sequence[str], name: str | None = None) -> dict[str, float]:
+    """``--param NAME=VALUE`` strings as {NAME: float(VALUE)} (see :func:`_pairs`); when the
+    zoo system ``name`` is given, a NAME must be one of its parameters."""
+    known = _zoo_parameters(name) if name is not None else None
+
+    def check(key: str) -> None:
         if known is not None and key not in known:
             listed = ", ".join(known) if known else "none"
             raise ValueError(f"{name} has no parameter {key!r}; its parameters: {listed}")
+
+    out = {}
+    for key, value in _pairs(items, "--param", check).items():
         try:
             out[key] = float(value)
         except ValueError:
@@ -168,22 +180,16 @@ def _integer(option: str, text: str) -> int:
 
 
 def _parse_set(items: Sequence[str], names: Sequence[str], system: str) -> dict[str, float]:
-    """``--set NAME=VALUE`` strings as {NAME: VALUE}: NAME one of ``names`` (h and the system's
-    keywords), VALUE a finite number, each NAME once; a ValueError names the bad item."""
-    out: dict[str, float] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ValueError(f"--set takes NAME=VALUE, got --set {item!r}")
-        if key in out:
-            raise ValueError(f"--set {key} is given twice")
+    """``--set NAME=VALUE`` strings as {NAME: VALUE} (see :func:`_pairs`): NAME one of
+    ``names`` (h and the system's keywords), VALUE a finite number."""
+
+    def check(key: str) -> None:
         if key not in names:
             raise ValueError(
                 f"--set {key}: {system} has no parameter {key!r}; its values: {', '.join(names)}"
             )
-        out[key] = _number(f"--set {key}", value)
-    return out
+
+    return {k: _number(f"--set {k}", v) for k, v in _pairs(items, "--set", check).items()}
 
 
 def _parse_over(
