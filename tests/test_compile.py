@@ -1,5 +1,8 @@
 """Compiled numpy / torch vector fields against hand-written formulas (float64, 1e-12)."""
 
+import functools
+from typing import Any
+
 import numpy as np
 import pytest
 import sympy as sp
@@ -62,23 +65,41 @@ def test_heavy_ball_numpy_and_torch(state, mass, friction):
     close(out_t["p"].numpy(), ref[1])
 
 
+@functools.cache
+def _bbi_compiled() -> tuple[Any, Any]:
+    """BBI compiled once for numpy and torch (ΔV is a parameter given per call): building
+    and compiling the system per example made this test take minutes."""
+    system = oo.zoo.bbi()
+    return system.compile("numpy"), system.compile("torch")
+
+
 @settings(max_examples=60, deadline=None)
 @given(states(), st.floats(-5, 0))
 def test_bbi_numpy_and_torch(state, delta_v):
     theta, p, g, F = state
     F = np.abs(F) + 0.1  # V = F − ΔV > 0, where BBI is defined
-    system = oo.zoo.bbi(delta_v=delta_v)
+    numpy_field, torch_field = _bbi_compiled()
     ref = bbi_reference(theta, p, g, F, delta_v)
-    out = system.compile("numpy").field({"theta": theta, "p": p}, F, g)
+    out = numpy_field.field({"theta": theta, "p": p}, F, g, delta_v=delta_v)
     close(out["theta"], ref[0])
     close(out["p"], ref[1])
     tt = {k: torch.from_numpy(v) for k, v in {"theta": theta, "p": p}.items()}
-    out_t = system.compile("torch").field(tt, torch.from_numpy(F), torch.from_numpy(g))
+    out_t = torch_field.field(tt, torch.from_numpy(F), torch.from_numpy(g), delta_v=delta_v)
     close(out_t["theta"].numpy(), ref[0])
     close(out_t["p"].numpy(), ref[1])
     # and H = E per row
     E = np.sqrt((F - delta_v) * (F - delta_v + np.sum(p**2, axis=-1)))
-    close(system.compile("numpy").energy({"theta": theta, "p": p}, F), E)
+    close(numpy_field.energy({"theta": theta, "p": p}, F, delta_v=delta_v), E)
+
+
+def test_bbi_built_with_a_delta_v_equals_delta_v_given_per_call():
+    rng = np.random.default_rng(0)
+    theta, p, g = (rng.standard_normal((3, 2)) for _ in range(3))
+    F = np.abs(rng.standard_normal(3)) + 0.1
+    built = oo.zoo.bbi(delta_v=-2.0).compile("numpy").field({"theta": theta, "p": p}, F, g)
+    given = _bbi_compiled()[0].field({"theta": theta, "p": p}, F, g, delta_v=-2.0)
+    close(built["p"], given["p"])
+    close(built["theta"], given["theta"])
 
 
 def test_parameters_per_trajectory_and_overrides():
