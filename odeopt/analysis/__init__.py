@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from .energy import DiscreteEnergy, discrete_energy
 from .modified import (
     ModifiedBalance,
     ModifiedSystem,
@@ -19,11 +20,9 @@ from .modified import (
 )
 from .pep import METRICS, NotCertifiableError, WorstCase, worst_case, worst_case_curve
 from .quadratic import (
-    DiscreteEnergy,
     QuadraticRule,
     StabilityRegion,
     curvature,
-    discrete_energy,
     quadratic,
 )
 from .tuning import TunedRule, tune

@@ -14,9 +14,10 @@ from ..schemes.program import Assignment, Evaluation, Program, run_symbolic
 from ..symbolic.language import Block, Gradient, Loss, Reduction, Time
 
 if TYPE_CHECKING:
+    from ..analysis.energy import DiscreteEnergy
     from ..analysis.modified import ModifiedSystem
     from ..analysis.pep import WorstCase
-    from ..analysis.quadratic import DiscreteEnergy, QuadraticRule
+    from ..analysis.quadratic import QuadraticRule
     from ..analysis.tuning import TunedRule
     from ..symbolic.system import PortHamiltonian
 
@@ -272,7 +273,7 @@ class UpdateRule:
     ) -> DiscreteEnergy:
         """Whether one step decreases H on quadratics, and for which h; see
         :func:`odeopt.analysis.discrete_energy`."""
-        from ..analysis.quadratic import discrete_energy
+        from ..analysis.energy import discrete_energy
 
         return discrete_energy(self, t=t, free=free, switched=switched, **values)
 
