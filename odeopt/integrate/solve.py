@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["SCIPY_METHODS", "integrate", "torchdiffeq_methods"]
 
 SCIPY_METHODS = {m.lower(): m for m in ("RK45", "RK23", "DOP853", "Radau", "BDF", "LSODA")}
-BACKENDS = ("numpy", "torch", "scipy", "torchdiffeq")
+BACKENDS = ("numpy", "torch", "scipy", "torchdiffeq", "numba")
 
 
 def torchdiffeq_methods() -> list[str]:
@@ -1238,6 +1238,25 @@ def integrate(
             backend = "numpy"
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; backends are {list(BACKENDS)}")
+    if backend == "numba":
+        from .numba_backend import integrate_numba
+
+        return integrate_numba(
+            system,
+            problem,
+            x0,
+            t_span,
+            steps=steps,
+            h=h,
+            scheme=scheme,
+            params=params,
+            gtol=gtol,
+            blowup=blowup,
+            save=save,
+            events=events,
+            controller=controller,
+            t_eval=t_eval,
+        )
     if backend == "scipy":
         if method is None or method.lower() not in SCIPY_METHODS:
             raise ValueError(
