@@ -68,6 +68,20 @@ def best_of(fn, repeat):
     return min(times), out
 
 
+def sweep(system, problem, theta0, N, h, **options):
+    """The benchmark's sweep through odeopt.integrate: N symplectic-Euler steps, final state."""
+    return odeopt.integrate(
+        system,
+        problem,
+        {"theta": theta0},
+        steps=N,
+        h=h,
+        scheme="symplectic_euler",
+        save="final",
+        **options,
+    )
+
+
 def numba_section(system, problem, theta0, N, h, tr, t_inline, t_ode, repeat) -> None:
     """The sweep with backend="numba": ratios vs the inline hand loop and odeopt's numpy
     backend in this run, compile time apart, max |Δ| vs the numpy backend."""
@@ -78,16 +92,7 @@ def numba_section(system, problem, theta0, N, h, tr, t_inline, t_ode, repeat) ->
         return
 
     def numba_run():
-        return odeopt.integrate(
-            system,
-            problem,
-            {"theta": theta0},
-            steps=N,
-            h=h,
-            scheme="symplectic_euler",
-            save="final",
-            backend="numba",
-        )
+        return sweep(system, problem, theta0, N, h, backend="numba")
 
     first = numba_run()  # compiles (once per session)
     t_nb, nb = best_of(numba_run, repeat)
@@ -125,16 +130,7 @@ def main() -> None:
     t_inline, _ = best_of(lambda: hand_loop_inline(theta0, h, gamma, m, N), args.repeat)
 
     def odeopt_run():
-        return odeopt.integrate(
-            system,
-            problem,
-            {"theta": theta0},
-            steps=N,
-            h=h,
-            scheme="symplectic_euler",
-            save="final",
-            progress=False,
-        )
+        return sweep(system, problem, theta0, N, h, progress=False)
 
     t_ode, tr = best_of(odeopt_run, args.repeat)
     diff = np.abs(tr["theta"][-1] - th_hand).max()
