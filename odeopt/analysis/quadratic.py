@@ -353,7 +353,12 @@ class QuadraticRule:
         return sp.expand((z * sp.eye(self.matrix.shape[0]) - self.matrix).det())
 
     # -- values
-    def _values(self, values: Mapping[str, Any], need: bool = True) -> dict[str, Any]:
+    def _values(
+        self, values: Mapping[str, Any], need: bool = True, keep: Sequence[str] = ()
+    ) -> dict[str, Any]:
+        """Values by public name for M's symbols: those given (checked), then the system's
+        defaults, except for the names in ``keep``; with ``need``, a symbol left without a
+        value is a TypeError."""
         known = set(self.symbols)
         unknown = sorted(set(values) - known - self._system_names())
         if unknown:
@@ -368,7 +373,7 @@ class QuadraticRule:
         for n in self.symbols:
             if n in values:
                 out[n] = values[n]
-            elif n in defaults and defaults[n] is not None:
+            elif n not in keep and defaults.get(n) is not None:
                 out[n] = defaults[n]
             elif need:
                 hint = "the step, e.g. h=0.1" if n == "h" else "a value"
@@ -449,9 +454,6 @@ class QuadraticRule:
         """Exact values for M's symbols: those given, then the system's defaults for its
         parameters (not for h and λ) unless named in ``free`` (``free="all"``: none)."""
         known = set(self.symbols)
-        unknown = sorted(set(values) - known - self._system_names())
-        if unknown:
-            raise TypeError(f"no parameter(s) {unknown}; the rule's values are {sorted(known)}")
         if free is None:
             free = ()
         elif isinstance(free, str):
@@ -459,15 +461,8 @@ class QuadraticRule:
         bad = sorted(set(free) - known)
         if bad:
             raise ValueError(f"free names {bad}, not symbols of M; M has {sorted(known)}")
-        out = {}
-        defaults = self.rule.system.defaults
-        for n, s in self.symbols.items():
-            if n in values:
-                _check_real(n, values[n])
-                out[s] = sp.nsimplify(values[n], rational=True)
-            elif n not in free and defaults.get(n) is not None:
-                out[s] = sp.nsimplify(defaults[n], rational=True)
-        return out
+        given = self._values(values, need=False, keep=free)
+        return {self.symbols[n]: sp.nsimplify(v, rational=True) for n, v in given.items()}
 
     def stability_region(
         self, method: str = "auto", free: Sequence[str] | str | None = None, **values: Any

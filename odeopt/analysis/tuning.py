@@ -166,8 +166,8 @@ def _exact(
     L: float,
     over: tuple[str, ...],
     fixed: Mapping[str, float],
+    ident: Any,
 ) -> tuple[dict[str, float], float, str, str, dict[str, Any]] | None:
-    ident = rule.identify()
     family = _family(ident)
     if family is None:
         return None
@@ -370,7 +370,7 @@ def tune(
     ident = rule.identify()
     k = gradients_per_step(rule)
     if method in ("auto", "exact"):
-        got = _exact(rule, q, mu, L, over, fixed)
+        got = _exact(rule, q, mu, L, over, fixed, ident)
         if got is not None:
             vals, rate, ref, _, torch = got
             return TunedRule(
