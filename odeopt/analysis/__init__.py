@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from .energy import DiscreteEnergy, discrete_energy
+from .linear_map import curvature
 from .modified import (
     ModifiedBalance,
     ModifiedSystem,
@@ -19,12 +20,8 @@ from .modified import (
     modified_equation,
 )
 from .pep import METRICS, NotCertifiableError, WorstCase, worst_case, worst_case_curve
-from .quadratic import (
-    QuadraticRule,
-    StabilityRegion,
-    curvature,
-    quadratic,
-)
+from .quadratic import QuadraticRule, quadratic
+from .stability import StabilityRegion
 from .tuning import TunedRule, tune
 
 __all__ = [

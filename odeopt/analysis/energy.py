@@ -16,7 +16,9 @@ import numpy as np
 import sympy as sp
 
 from ..symbolic.language import Reduction, Time
-from .quadratic import NotLinearError, curvature, positive_set, quadratic, solve_conditions
+from .linear_map import NotLinearError, curvature
+from .quadratic import quadratic
+from .stability import positive_set, solve_conditions
 
 if TYPE_CHECKING:
     from ..export.rule import UpdateRule

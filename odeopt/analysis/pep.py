@@ -43,7 +43,7 @@ from ..checks import check_count, check_positive, check_real
 from ..schemes.program import Assignment, Evaluation
 from ..symbolic.language import Block, Gradient, Loss, Reduction
 from ..symbolic.language import t as time
-from .quadratic import adaptive_controller, fixed_point_bias
+from .linear_map import adaptive_controller, fixed_point_bias
 
 if TYPE_CHECKING:
     from ..export.rule import UpdateRule

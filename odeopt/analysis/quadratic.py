@@ -9,7 +9,8 @@ adaptive step) is then a linear map of each direction's state x = (θ, p, …):
 
 and it converges on every quadratic with spectrum in [μ, L] iff ρ(M(λ)) < 1 for all λ there;
 the worst ρ over [μ, L] is its linear rate (|x_k| ~ ρᵏ). :func:`quadratic` derives M from the
-rule's update program (each evaluation F_k, g_k := F(θ_k), ∇F(θ_k) becomes g_k = λθ_k).
+rule's update program (each evaluation F_k, g_k := F(θ_k), ∇F(θ_k) becomes g_k = λθ_k;
+:mod:`.linear_map`); the stability conditions are in :mod:`.stability`.
 """
 
 from __future__ import annotations
@@ -22,9 +23,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import sympy as sp
 
-from ..schemes.program import Assignment, Evaluation
-from ..symbolic.language import Block, Gradient, Loss, Reduction, Time
-from ..symbolic.language import t as time
+from ..symbolic.language import Block
+from .linear_map import NotLinearError as NotLinearError
+from .linear_map import adaptive_controller as adaptive_controller
+from .linear_map import check_real, curvature, fixed_point_drift, linear_map
+from .linear_map import fixed_point_bias as fixed_point_bias
+from .stability import StabilityRegion, positive_set, schur_cohn, solve_conditions
 
 if TYPE_CHECKING:
     from ..export.rule import UpdateRule
@@ -35,271 +39,6 @@ __all__ = [
     "curvature",
     "quadratic",
 ]
-
-#: λ, the curvature of the quadratic along one eigen-direction (F = ½λθ², g = λθ)
-curvature = sp.Symbol("lambda", positive=True)
-
-
-class NotLinearError(ValueError):
-    """The rule is not a linear map on quadratics; the message says why."""
-
-
-def _check_real(name: str, value: Any) -> None:
-    try:
-        arr = np.asarray(value, dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a real number or array, got {value!r}") from exc
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite, got {name} = {value!r}")
-
-
-def solve_conditions(conds: Sequence[sp.Boolean], var: sp.Symbol) -> sp.Set | None:
-    """{var : every condition holds} solved exactly by sympy over var's domain (the positive
-    reals for a positive symbol), or None where sympy cannot (an error or a ConditionSet)."""
-    domain = sp.Interval.open(0, sp.oo) if var.is_positive else sp.S.Reals
-    out: sp.Set = domain
-    try:
-        for c in conds:
-            if c is sp.true:
-                continue
-            if c is sp.false:
-                return sp.S.EmptySet
-            out = out.intersect(sp.solveset(c, var, domain))
-    except (NotImplementedError, ValueError, TypeError):
-        return None
-    return None if out.has(sp.ConditionSet) else out
-
-
-def positive_set(
-    pred: Any, closed: bool, lo: float = 1e-8, hi: float = 1e8, points: int = 3201
-) -> sp.Set:
-    """{x > 0 : pred(x)}, numerically: a log scan of ``pred`` (vectorised, bool) over
-    [lo, hi] and bisection of each change, as a union of intervals (open, or closed at inner
-    edges when ``closed``); an interval reaching ``lo`` starts at 0, one reaching ``hi`` is
-    unbounded."""
-    xs = np.geomspace(lo, hi, points)
-    ok = np.asarray(pred(xs), dtype=bool)
-
-    def one(x: float) -> bool:
-        return bool(np.asarray(pred(np.array([x])))[0])
-
-    def edge(a: float, b: float) -> float:
-        sa = one(a)
-        for _ in range(200):
-            m = math.sqrt(a * b)
-            if m in (a, b):
-                break
-            if one(m) == sa:
-                a = m
-            else:
-                b = m
-        return math.sqrt(a * b)
-
-    out: sp.Set = sp.S.EmptySet
-    i = 0
-    while i < len(xs):
-        if not ok[i]:
-            i += 1
-            continue
-        j = i
-        while j + 1 < len(xs) and ok[j + 1]:
-            j += 1
-        left = 0.0 if i == 0 else edge(float(xs[i - 1]), float(xs[i]))
-        right = sp.oo if j == len(xs) - 1 else edge(float(xs[j]), float(xs[j + 1]))
-        out = out.union(
-            sp.Interval(left, right, left_open=i == 0 or not closed, right_open=not closed)
-        )
-        i = j + 1
-    return out
-
-
-def adaptive_controller(rule: UpdateRule) -> str | None:
-    """What chooses the step size of ``rule`` per step (None for a fixed step h).
-
-    An embedded error estimate alone (heun, euler_richardson) does not: the rule is then the
-    propagated step at a fixed h; a controller attached to the scheme (``EnergyDecrease``,
-    ``EulerRichardson(controller=...)``) does.
-    """
-    from ..schemes.adaptive import EnergyDecrease
-    from ..schemes.base import Projected
-
-    scheme = rule.scheme
-    base = scheme.inner if isinstance(scheme, Projected) else scheme
-    if isinstance(base, EnergyDecrease):
-        return "the energy test (EnergyDecrease)"
-    ctrl = getattr(base, "controller", None)
-    if ctrl is not None:
-        return f"its controller {type(ctrl).__name__}"
-    return None
-
-
-def _why_not(rule: UpdateRule) -> str | None:
-    sys_ = rule.system
-    scheme = rule.scheme.name
-    controller = adaptive_controller(rule)
-    if controller:
-        return (
-            f"{scheme} is adaptive: {controller} chooses each step size, so a step is not "
-            "one fixed linear map; analyse the scheme without its controller (its step at a "
-            "fixed h)"
-        )
-    if rule.program.unknowns:
-        return f"{scheme} is implicit (a nonlinear solve per step); analyse an explicit scheme"
-    if sys_.loss is None:
-        return f"{sys_.name} has no loss"
-    return None
-
-
-_SHIFT = sp.Symbol("theta_star_", real=True)
-
-
-def _run_on_quadratic(
-    rule: UpdateRule, fixed: Mapping[sp.Symbol, sp.Expr], start: Mapping[sp.Symbol, sp.Expr]
-) -> dict[Block, sp.Expr]:
-    """The new state after one step on F = ½λ(θ − θ*)² (g_k = λ(θ_k − θ*)), from ``start``
-    (block → value; the blocks themselves where not given; θ* = 0 unless ``start`` is the
-    shifted rest state of :func:`_fixed_point_drift`)."""
-    shift = _SHIFT if start else sp.Integer(0)
-    sub: dict[sp.Symbol, sp.Expr] = dict(start)
-
-    def apply(e: sp.Expr) -> sp.Expr:
-        e = sp.sympify(e).xreplace(sub)
-        return e.xreplace(dict(fixed)) if fixed else e
-
-    for ins in rule.instructions:
-        if isinstance(ins, Assignment):
-            sub[ins.target] = apply(ins.expr)
-        elif isinstance(ins, Evaluation):
-            sub[ins.loss.grad] = curvature * (sub.get(ins.theta, ins.theta) - shift)
-    return {b: sp.expand(apply(rule.outputs[b.name])) for b in rule.system.all_blocks}
-
-
-def _fixed_point_drift(rule: UpdateRule, fixed: Mapping[sp.Symbol, sp.Expr]) -> str | None:
-    """None when the minimiser at rest (θ = θ*, every other block 0) is a fixed point of the
-    rule on F = ½λ(θ − θ*)²; else what the step makes of it (a term in θ outside the
-    gradient, such as weight decay c|θ|², pulls the iterates to another point)."""
-    theta = rule.system.loss.block
-    start = {b: (_SHIFT if b == theta else sp.Integer(0)) for b in rule.system.all_blocks}
-    out = _run_on_quadratic(rule, fixed, start)
-    moved = []
-    for b, e in out.items():
-        d = sp.simplify(e - start[b])
-        if d != 0:
-            moved.append(f"{b.name}' − {start[b]} = {d}".replace(str(_SHIFT), "θ*"))
-    return "; ".join(moved) or None
-
-
-def _linear_map(
-    rule: UpdateRule, t: Any, switched: bool
-) -> tuple[sp.Matrix, tuple[Block, ...], dict[sp.Symbol, sp.Expr]]:
-    """M(λ) with x_{k+1} = M x_k, the state's blocks, and the substitution used (t, switch)."""
-    why = _why_not(rule)
-    if why:
-        raise NotLinearError(f"{rule.system.name} with {rule.scheme.name}: {why}")
-    sys_ = rule.system
-    fixed: dict[sp.Symbol, sp.Expr] = {}
-    if switched:
-        if not sys_.switches:
-            raise ValueError(f"switched=True, but {sys_.name} has no switch")
-        for sw in sys_.switches:
-            fixed.update(sw.set)
-    if t is not None:
-        _check_real("t", t)
-        fixed[time] = sp.nsimplify(t, rational=True)
-    blocks = sys_.all_blocks
-    outputs = _run_on_quadratic(rule, fixed, {})
-    name = f"{sys_.name} with {rule.scheme.name}"
-    for b, e in outputs.items():
-        # the loss first, then reductions, then the time: the same reason on every run
-        rank = {Loss: 0, Reduction: 1, Time: 2}
-        found = sorted(e.free_symbols, key=lambda s: (rank.get(type(s), 3), s.name))
-        for s in found:
-            if isinstance(s, Loss):
-                raise NotLinearError(
-                    f"{name}: the step depends on the loss value {s} (on a quadratic "
-                    f"F = ½λ|θ|², a global of the whole state), so it is not linear per "
-                    "direction; its step size changes with F"
-                )
-            if isinstance(s, Reduction):
-                raise NotLinearError(
-                    f"{name}: the step depends on the global {s}, a sum over all coordinates, "
-                    "so the directions of a quadratic do not decouple and the step is not "
-                    "linear"
-                )
-            if isinstance(s, Time):
-                raise NotLinearError(
-                    f"{name}: the coefficients change with the time t ({b.name}' = {e}); fix "
-                    "the time with quadratic(t=...) to analyse the step at that time"
-                )
-            if isinstance(s, Gradient):  # pragma: no cover - every evaluation was substituted
-                raise NotLinearError(f"{name}: the gradient {s} was not evaluated")
-    try:
-        polys = {b: sp.Poly(e, *blocks) for b, e in outputs.items()}
-    except sp.PolynomialError as exc:
-        raise NotLinearError(f"{name}: the update is not polynomial in the state: {exc}") from exc
-    for b, p in polys.items():
-        if p.total_degree() > 1 or p.coeff_monomial(1) != 0:
-            raise NotLinearError(
-                f"{name}: the update is not linear in the state ({b.name}' = {outputs[b]}); "
-                "on quadratics the rule must be x_{k+1} = M(λ)x_k"
-            )
-    M = sp.Matrix(
-        [[sp.factor_terms(polys[bi].coeff_monomial(bj)) for bj in blocks] for bi in blocks]
-    )
-    return M, blocks, fixed
-
-
-def fixed_point_bias(rule: UpdateRule) -> str | None:
-    """Why the rule does not converge to the minimiser of a quadratic, or None.
-
-    On F = ½λ(θ − θ*)² the minimiser at rest must be a fixed point for ρ(M) to be the rate of
-    convergence *to θ**; a term in θ outside the gradient (Massaroli's c|ω|², weight decay)
-    moves it, and the iterates converge (at rate ρ) to another point. None also when the rule
-    is not linear on quadratics (that has its own reason).
-    """
-    if _why_not(rule) is not None:
-        return None
-    try:
-        return _fixed_point_drift(rule, {})
-    except (TypeError, ValueError):  # pragma: no cover - a rule sympy cannot run
-        return None
-
-
-@dataclass
-class StabilityRegion:
-    """Where ρ(M) < 1.
-
-    ``condition``: the Schur–Cohn (Jury) conditions on the characteristic polynomial, a sympy
-    Boolean (None when M is larger than 2×2); ``variable``: the one symbol left free, if only
-    one was; ``set``: the values of that symbol where the rule is stable (a sympy Set, exact
-    when ``exact``, else found numerically by a scan with bisection); ``by_name``: the public
-    name of ``variable``.
-    """
-
-    condition: sp.Boolean | None
-    variable: sp.Symbol | None
-    set: sp.Set | None
-    exact: bool
-    by_name: str | None = None
-
-    @property
-    def interval(self) -> tuple[float, float] | None:
-        """(lo, hi) of the first stable interval of the variable (None when unknown/empty)."""
-        if self.set is None or self.set is sp.S.EmptySet:
-            return None
-        parts = self.set.args if isinstance(self.set, sp.Union) else (self.set,)
-        first = min(parts, key=lambda s: float(s.inf))
-        return float(first.inf), float(first.sup)
-
-    def __str__(self) -> str:
-        if self.set is not None:
-            how = "exact" if self.exact else "numeric"
-            return f"stable for {self.by_name} in {self.set} ({how})"
-        if self.condition is sp.false:
-            return "never stable"
-        if self.condition is not None:
-            return f"stable iff {self.condition}"
-        return "stability region unknown (give all values but one)"
 
 
 @dataclass
@@ -367,7 +106,7 @@ class QuadraticRule:
                 f"{sorted(known)} (h: the step, curvature: λ)"
             )
         for k, v in values.items():
-            _check_real(k, v)
+            check_real(k, v)
         out = {}
         defaults = self.rule.system.defaults
         for n in self.symbols:
@@ -481,16 +220,7 @@ class QuadraticRule:
         given = dict(values)
         sub = self.substitution(given, free)
         M = self.matrix.xreplace(sub)
-        k = M.shape[0]
-        z = sp.Symbol("z")
-        if k == 1:
-            conds = [M[0, 0] < 1, M[0, 0] > -1]
-        elif k == 2:
-            cp = sp.Poly((z * sp.eye(2) - M).det(), z)
-            a1, a0 = cp.coeff_monomial(z), cp.coeff_monomial(1)
-            conds = [a0 < 1, a0 > -1, 1 + a1 + a0 > 0, 1 - a1 + a0 > 0]
-        else:
-            conds = None
+        conds = schur_cohn(M)
         condition = None
         if conds is not None:
             conds = [sp.simplify(c) for c in conds]
@@ -578,7 +308,7 @@ def quadratic(rule: UpdateRule, t: Any = None, switched: bool = False) -> Quadra
     (BBI, ECD), a global sum |p|² (a level set), the time (without ``t``), an adaptive step,
     an implicit solve, or nonlinear coordinate operations (Adam's √v).
     """
-    M, blocks, fixed = _linear_map(rule, t, switched)
+    M, blocks, fixed = linear_map(rule, t, switched)
     by_symbol = {p.symbol: p.name for p in rule.system.parameters}
     symbols: dict[str, sp.Symbol] = {"curvature": curvature}
     for s in sorted(M.free_symbols - {curvature}, key=lambda s: s.name):
@@ -590,4 +320,4 @@ def quadratic(rule: UpdateRule, t: Any = None, switched: bool = False) -> Quadra
             raise ValueError(f"unexpected symbol {s} in the iteration matrix")
     if "h" not in symbols:
         symbols["h"] = rule.h
-    return QuadraticRule(rule, M, blocks, symbols, fixed, _fixed_point_drift(rule, fixed))
+    return QuadraticRule(rule, M, blocks, symbols, fixed, fixed_point_drift(rule, fixed))

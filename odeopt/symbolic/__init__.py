@@ -1,5 +1,6 @@
 """The symbolic port-Hamiltonian language: blocks, globals, systems, energy balance."""
 
+from .compiled import CompiledSystem
 from .energy import EnergyBalance, to_globals
 from .language import (
     Block,
@@ -18,7 +19,8 @@ from .language import (
 from .level_set import EnergyLevel
 from .metric import LevenbergMarquardt, Metric
 from .switch import Switch
-from .system import CompiledSystem, Parameter, PortHamiltonian
+from .system import PortHamiltonian
+from .validation import Parameter
 
 __all__ = [
     "Block",
