@@ -11,7 +11,8 @@ noisy machine slows them alike; a ratio is the median over rounds of the per-rou
 
 - the finite check's cost, (step with the check − step without) / step without, on (a)
   and (b) (target ≤ 5 %);
-- on (b), the exported step with the check against SGD foreach (target ≤ 1.15×);
+- the exported step with the check against SGD foreach (targets: ≤ 1.10× on (a), ≤ 1.0× on
+  (b));
 - every variant's median step time against SGD foreach and SGD fused (targets: exported
   foreach ≤ 1.10× SGD foreach, the torch.compile path ≤ 1.2× SGD fused), and the optimizer
   state's memory against SGD's momentum buffers.
@@ -141,10 +142,9 @@ def main() -> None:
             summary.setdefault(f"finite check / step, {label}", []).append(
                 (check[0] - 1, check[1] - 1)
             )
-            if label == "8 × 2M":
-                summary.setdefault("step with check / SGD foreach, 8 × 2M", []).append(
-                    paired(times, on, "SGD foreach")
-                )
+            summary.setdefault(f"step with check / SGD foreach, {label}", []).append(
+                paired(times, on, "SGD foreach")
+            )
             del opts, times
     print("\nsummary (paired median over rounds; fastest/fastest in brackets), per run:")
     for key, values in summary.items():
@@ -153,7 +153,7 @@ def main() -> None:
             f"{m * 100:+.1f} % [{f * 100:+.1f} %]" if pct else f"{m:.3f}× [{f:.3f}×]"
             for m, f in values
         )
-        target = "≤ 5 %" if pct else "≤ 1.15×"
+        target = "≤ 5 %" if pct else ("≤ 1.0×" if "8 × 2M" in key else "≤ 1.10×")
         print(f"  {key:42s} {shown}   (target {target})")
 
 

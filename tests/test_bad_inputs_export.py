@@ -69,13 +69,22 @@ def _mass_system(default: float | None) -> oo.PortHamiltonian:
         ({"lr": 0.1, "maximize": "yes"}, TypeError, "maximize in param group 0 must be True or"),
         ({"lr": 0.1, "foreach": "no"}, TypeError, "foreach in param group 0 must be None, True"),
         ({"lr": 0.1, "check_finite": 1}, TypeError, "check_finite in param group 0 must be True"),
-        ({"lr": 0.1, "switch_smoothing": 1.5}, ValueError, r"switch_smoothing must be in \[0, 1\)"),
         ({"lr": 0.1, "frictoin": 1.0}, TypeError, "unexpected keyword argument 'frictoin'"),
     ],
 )
 def test_construction_refuses_bad_hyperparameters(HB, kwargs, error, match) -> None:
     with pytest.raises(error, match=match):
         HB([_param()], **kwargs)
+
+
+def test_switch_smoothing_is_checked_and_only_rules_with_switches_take_it(HB) -> None:
+    """The switch code (and its keyword) is in an exported file only when the rule has
+    switches: braking checks switch_smoothing, heavy ball has no such keyword."""
+    Brake = oo.discretize(zoo.braking(), "symplectic_euler").to_torch()
+    with pytest.raises(ValueError, match=r"switch_smoothing must be in \[0, 1\), got 1.5"):
+        Brake([_param()], lr=0.1, switch_smoothing=1.5)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'switch_smoothing'"):
+        HB([_param()], lr=0.1, switch_smoothing=0.5)
 
 
 def test_a_group_override_is_checked_naming_its_group(HB) -> None:

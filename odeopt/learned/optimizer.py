@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import copy
 import keyword
-import math
-import numbers
 import os
+import pprint
+import types
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,6 @@ import torch
 
 from ._checks import FLOAT_DTYPES, check_flag, check_positive
 from .hnn import HNNOptimizerNet
-from .train import hnn_update
 
 __all__ = ["LearnedOptimizer", "save_source", "to_source"]
 
@@ -64,7 +63,8 @@ class LearnedOptimizer(torch.optim.Optimizer):
         _check_hyper(defaults, None)
         super().__init__(params, defaults)
         self.net = copy.deepcopy(net).requires_grad_(False)
-        self._nets: dict[tuple[torch.dtype, torch.device], HNNOptimizerNet] = {}
+        self._generated = _execute(to_source(self.net, "LearnedOptimizer"))
+        self._w: dict[tuple[torch.dtype, torch.device], dict[str, torch.Tensor]] = {}
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """torch's add_param_group, then its hyper-parameters and tensors are checked (class
@@ -134,53 +134,11 @@ class LearnedOptimizer(torch.optim.Optimizer):
                     )
         super().load_state_dict(state_dict)
 
-    def _net_for(self, t: torch.Tensor) -> HNNOptimizerNet:
-        key = (t.dtype, t.device)
-        if key not in self._nets:
-            self._nets[key] = copy.deepcopy(self.net).to(dtype=t.dtype, device=t.device)
-        return self._nets[key]
-
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:
-        """One learned step on every parameter with a gradient (module docstring)."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        work = []
-        for gi, group in enumerate(self.param_groups):
-            _check_hyper(group, gi)  # schedulers and users may have changed lr
-            items = [(pi, p) for pi, p in enumerate(group["params"]) if p.grad is not None]
-            for pi, p in items:
-                if p.grad.is_sparse:
-                    raise RuntimeError(
-                        f"LearnedOptimizer does not support sparse gradients (parameter {pi} "
-                        f"of param group {gi})"
-                    )
-            if group["check_finite"]:
-                if loss is not None and not _finite_loss(loss):
-                    raise FloatingPointError(
-                        f"LearnedOptimizer: the closure's loss is not finite (loss={loss!r}); "
-                        "no parameter was updated"
-                    )
-                bad = _first_nonfinite([p.grad for _, p in items])
-                if bad is not None:
-                    pi, p = items[bad]
-                    raise FloatingPointError(
-                        f"LearnedOptimizer: non-finite gradient in param group {gi}, "
-                        f"parameter {pi} (shape {tuple(p.shape)}); no parameter was updated"
-                    )
-            work.append((group, items))
-        for group, items in work:
-            for _, p in items:
-                g = -p.grad if group["maximize"] else p.grad
-                state = self.state[p]
-                if "p" not in state:
-                    state["p"] = torch.zeros_like(p)
-                u, pn = hnn_update(self._net_for(p), g, state["p"], group["normalize"])
-                p.add_(u, alpha=group["lr"])
-                state["p"] = pn
-        return loss
+        """One learned step on every parameter with a gradient (module docstring): the step
+        of this net's generated source (:func:`to_source`), executed."""
+        return self._generated._step(self, closure)
 
 
 def _check_hyper(group: dict[str, Any], gi: int | None, where: str = "LearnedOptimizer") -> None:
@@ -216,32 +174,11 @@ def _check_parameter(p: Any, gi: int, pi: int) -> None:
         raise TypeError(f"{where} is sparse; the learned optimizer needs dense parameters")
 
 
-def _finite_loss(loss: Any) -> bool:
-    """A closure's loss is finite (a tensor: every entry); a value of another kind passes."""
-    if isinstance(loss, torch.Tensor):
-        return bool(torch.isfinite(loss).all())
-    if isinstance(loss, numbers.Real):
-        return math.isfinite(loss)
-    return True
-
-
-def _first_nonfinite(grads: list[torch.Tensor]) -> int | None:
-    """The index of the first gradient with a non-finite entry, else None: one fused
-    max-|·| pass (``torch._foreach_norm(·, inf)``, no overflow in any dtype) and one
-    synchronisation per device."""
-    live = [i for i, g in enumerate(grads) if g.numel() > 0]
-    if not live:
-        return None
-    norms = torch._foreach_norm([grads[i] for i in live], math.inf)
-    by_device: dict[torch.device, list[int]] = {}
-    for k, n in enumerate(norms):
-        by_device.setdefault(n.device, []).append(k)
-    bad: list[int] = []
-    for ks in by_device.values():
-        ok = torch.stack([torch.isfinite(norms[k]) for k in ks])
-        if not bool(ok.all()):
-            bad.append(ks[int((~ok).nonzero()[0, 0])])
-    return live[min(bad)] if bad else None
+def _execute(source: str) -> types.ModuleType:
+    """The module that ``source`` (a :func:`to_source` text) defines."""
+    module = types.ModuleType("odeopt_learned_generated")
+    exec(compile(source, "<odeopt.learned generated>", "exec"), module.__dict__)  # noqa: S102
+    return module
 
 
 def to_source(net: HNNOptimizerNet, class_name: str = "HNNOptimizer") -> str:
@@ -267,7 +204,7 @@ def to_source(net: HNNOptimizerNet, class_name: str = "HNNOptimizer") -> str:
     P = net.pre.P if net.preprocess else 10.0
     return _SOURCE.format(
         cls=class_name,
-        weights=repr(weights),
+        weights=pprint.pformat(weights, width=99, compact=True),
         preprocess=net.preprocess,
         P=repr(P),
         d=net.cell.dim,
@@ -307,6 +244,7 @@ import math
 import torch
 from torch.optim import Optimizer
 
+CLASS = {cls!r}
 WEIGHTS = {weights}
 PREPROCESS = {preprocess}
 P = {P}
@@ -354,16 +292,98 @@ def _update(w, g, p_prev, normalize):
 _FLOAT = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-def _check_lr(lr, gi=None):
+def _check_group(group, gi=None):
+    """lr (out_mul) a finite real > 0, the flags bools; ``gi`` names the param group."""
     where = "" if gi is None else f" (param group {{gi}})"
+    lr = group["lr"]
     if isinstance(lr, torch.Tensor) and lr.ndim == 0 and lr.dtype.is_floating_point:
         lr = float(lr)
     if isinstance(lr, bool) or not isinstance(lr, (int, float)):
-        raise TypeError(f"lr (out_mul) must be a real number, got lr={{lr!r}}{{where}}")
+        raise TypeError(f"{{CLASS}}: lr (out_mul) must be a real number, got lr={{lr!r}}{{where}}")
     if not math.isfinite(lr):
-        raise ValueError(f"lr (out_mul) must be finite, got lr={{lr}}{{where}}")
+        raise ValueError(f"{{CLASS}}: lr (out_mul) must be finite, got lr={{lr}}{{where}}")
     if lr <= 0:
-        raise ValueError(f"lr (out_mul) must be > 0, got lr={{lr:g}}{{where}}")
+        raise ValueError(f"{{CLASS}}: lr (out_mul) must be > 0, got lr={{lr:g}}{{where}}")
+    for flag in ("normalize", "maximize", "check_finite"):
+        if not isinstance(group[flag], bool):
+            raise TypeError(f"{{CLASS}}: {{flag}} must be True or False, got "
+                            f"{{flag}}={{group[flag]!r}}{{where}}")
+
+
+def _finite_loss(loss):
+    """A closure's loss is finite (a tensor: every entry); a value of another kind passes."""
+    if isinstance(loss, torch.Tensor):
+        return bool(torch.isfinite(loss).all())
+    if isinstance(loss, (int, float)):
+        return math.isfinite(loss)
+    return True
+
+
+def _first_nonfinite(grads):
+    """The index of the first gradient with a non-finite entry, else None: one fused
+    max-|x| pass (``torch._foreach_norm(x, inf)``, no overflow in any dtype) and one
+    synchronisation per device."""
+    live = [i for i, g in enumerate(grads) if g.numel() > 0]
+    if not live:
+        return None
+    norms = torch._foreach_norm([grads[i] for i in live], math.inf)
+    by_device = {{}}
+    for k, n in enumerate(norms):
+        by_device.setdefault(n.device, []).append(k)
+    bad = []
+    for ks in by_device.values():
+        ok = torch.stack([torch.isfinite(norms[k]) for k in ks])
+        if not bool(ok.all()):
+            bad.append(ks[int((~ok).nonzero()[0, 0])])
+    return live[min(bad)] if bad else None
+
+
+def _weights(opt, t):
+    """The weights in ``t``'s dtype and device (made once per dtype and device)."""
+    key = (t.dtype, t.device)
+    if key not in opt._w:
+        opt._w[key] = {{k: torch.tensor(v, dtype=t.dtype, device=t.device)
+                        for k, v in WEIGHTS.items()}}
+    return opt._w[key]
+
+
+@torch.no_grad()
+def _step(opt, closure):
+    """One learned step of ``opt`` on every parameter with a gradient; every check runs
+    before any parameter moves."""
+    loss = None
+    if closure is not None:
+        with torch.enable_grad():
+            loss = closure()
+    work = []
+    for gi, group in enumerate(opt.param_groups):
+        _check_group(group, gi)  # schedulers and users may have changed lr
+        items = [(pi, p) for pi, p in enumerate(group["params"]) if p.grad is not None]
+        for pi, p in items:
+            if p.grad.is_sparse:
+                raise RuntimeError(f"{{CLASS}} does not support sparse gradients (parameter "
+                                   f"{{pi}} of param group {{gi}})")
+        if group["check_finite"]:
+            if loss is not None and not _finite_loss(loss):
+                raise FloatingPointError(f"{{CLASS}}: the closure's loss is not finite "
+                                         f"(loss={{loss!r}}); no parameter was updated")
+            bad = _first_nonfinite([p.grad for _, p in items])
+            if bad is not None:
+                pi, p = items[bad]
+                raise FloatingPointError(
+                    f"{{CLASS}}: non-finite gradient in param group {{gi}}, parameter {{pi}} "
+                    f"(shape {{tuple(p.shape)}}); no parameter was updated")
+        work.append((group, items))
+    for group, items in work:
+        for _, p in items:
+            g = -p.grad if group["maximize"] else p.grad
+            state = opt.state[p]
+            if "p" not in state:
+                state["p"] = torch.zeros_like(p)
+            u, pn = _update(_weights(opt, p), g, state["p"], group["normalize"])
+            p.add_(u, alpha=group["lr"])
+            state["p"] = pn
+    return loss
 
 
 class {cls}(Optimizer):
@@ -375,16 +395,16 @@ class {cls}(Optimizer):
     """
 
     def __init__(self, params, lr=1e-3, *, normalize=True, maximize=False, check_finite=True):
-        _check_lr(lr)
-        super().__init__(params, dict(lr=lr, normalize=normalize, maximize=maximize,
-                                      check_finite=check_finite))
+        defaults = dict(lr=lr, normalize=normalize, maximize=maximize, check_finite=check_finite)
+        _check_group(defaults)
+        super().__init__(params, defaults)
         self._w = {{}}
 
     def add_param_group(self, param_group):
         super().add_param_group(param_group)
         gi = len(self.param_groups) - 1
         try:
-            _check_lr(self.param_groups[gi]["lr"], gi)
+            _check_group(self.param_groups[gi], gi)
             for pi, p in enumerate(self.param_groups[gi]["params"]):
                 if p.dtype not in _FLOAT:
                     raise TypeError(f"parameter {{pi}} of param group {{gi}} has dtype "
@@ -396,39 +416,7 @@ class {cls}(Optimizer):
             self.param_groups.pop()
             raise
 
-    def _weights(self, t):
-        key = (t.dtype, t.device)
-        if key not in self._w:
-            self._w[key] = {{k: torch.tensor(v, dtype=t.dtype, device=t.device)
-                            for k, v in WEIGHTS.items()}}
-        return self._w[key]
-
-    @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        work = []
-        for gi, group in enumerate(self.param_groups):
-            _check_lr(group["lr"], gi)
-            items = [(pi, p) for pi, p in enumerate(group["params"]) if p.grad is not None]
-            if group["check_finite"]:
-                if isinstance(loss, torch.Tensor) and not torch.isfinite(loss).all():
-                    raise FloatingPointError(f"the closure's loss is not finite (loss={{loss}})")
-                for pi, p in items:
-                    if not torch.isfinite(p.grad).all():
-                        raise FloatingPointError(
-                            f"non-finite gradient in param group {{gi}}, parameter {{pi}}")
-            work.append((group, items))
-        for group, items in work:
-            for _, p in items:
-                g = -p.grad if group["maximize"] else p.grad
-                state = self.state[p]
-                if "p" not in state:
-                    state["p"] = torch.zeros_like(p)
-                u, pn = _update(self._weights(p), g, state["p"], group["normalize"])
-                p.add_(u, alpha=group["lr"])
-                state["p"] = pn
-        return loss
+        """One learned step (``closure`` re-evaluates the model and returns the loss)."""
+        return _step(self, closure)
 '''
