@@ -175,16 +175,11 @@ def _nan_beyond(limit: float):
 
 @pytest.mark.parametrize(
     ("backend", "scheme", "h"),
-    [
-        ("numpy", "euler", 0.01),
-        ("torch", "rk4", 0.01),
-        ("numpy", "euler_richardson", None),
-        ("scipy", "rk45", None),
-        ("torchdiffeq", "dopri5", None),
-    ],
+    [("numpy", "euler", 0.01), ("numpy", "euler_richardson", None)],
 )
 def test_an_undefined_objective_flags_its_row_and_no_nan_enters(backend, scheme, h) -> None:
-    """θ₀ = 1 reaches the NaN region θ > 1.5 at t = ln 1.5 ≈ 0.405; θ₀ = 0.1 never does."""
+    """θ₀ = 1 reaches the NaN region θ > 1.5 at t = ln 1.5 ≈ 0.405; θ₀ = 0.1 never does (the
+    same for every backend with rk4 or its own solver: tests/test_backends.py)."""
     x0 = np.array([[1.0], [0.1]])
     if backend in ("torch", "torchdiffeq"):
         x0 = torch.tensor(x0)

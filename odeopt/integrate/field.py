@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import sympy as sp
 
+from ..arrays import arrays
 from ..symbolic.codegen import Compiled, compile_expressions
 from ..symbolic.language import Block, LossDerivative, Reduction
 
@@ -115,12 +116,8 @@ class NumericField:
         self._metric = (
             metric if metric is not None and getattr(metric, "applies_to_gradient", True) else None
         )
-        if backend == "torch":
-            import torch
-
-            self.xp: Any = torch
-        else:
-            self.xp = np
+        self.arrays = arrays(backend)
+        self.xp: Any = self.arrays.module
 
     # -- helpers
     def _fn(
@@ -329,18 +326,12 @@ class NumericField:
         return dict(zip(E, out, strict=True))
 
     def total(self, v: State) -> Any:
-        return sum(
-            a.sum(-1, keepdims=True) if self.xp is np else a.sum(-1, keepdim=True)
-            for a in v.values()
-        )
+        """Σ over the coordinates of every block, per row (rows, 1)."""
+        return sum(self.arrays.rsum(a) for a in v.values())
 
     def safe_divide(self, a: Any, b: Any) -> Any:
-        xp = self.xp
-        nonzero = b != 0
-        if xp is np:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                return np.where(nonzero, a / np.where(nonzero, b, 1.0), 0.0)
-        return xp.where(nonzero, a / xp.where(nonzero, b, xp.ones_like(b)), xp.zeros_like(a))
+        """a / b, 0 where b = 0."""
+        return self.arrays.safe_divide(a, b)
 
     @staticmethod
     def constant(value: Any) -> float:
@@ -360,15 +351,11 @@ class NumericField:
         raise TypeError("a numeric field solves for the next state; it has no unknown symbols")
 
     def distance(self, a: State, b: State) -> Any:
+        """max over blocks and coordinates of |a − b|/(1 + |b|), per row."""
         out = None
         for k in a:
-            d = abs(a[k] - b[k]) / (1 + abs(b[k]))
-            d = d.max(-1) if self.xp is np else d.amax(-1)
-            out = (
-                d
-                if out is None
-                else (np.maximum(out, d) if self.xp is np else self.xp.maximum(out, d))
-            )
+            d = self.arrays.amax(abs(a[k] - b[k]) / (1 + abs(b[k])))
+            out = d if out is None else self.arrays.maximum(out, d)
         return out
 
 

@@ -5,7 +5,7 @@ reduction) is one scalar per batch row, held as shape (batch, 1) so it broadcast
 coordinates. A reduction Σᵢ φ(xᵢ) is computed per row as ``sum(φ(x), axis=-1)``.
 
 One generated source serves both backends: it calls its array module through the name
-``numpy``, which is bound to numpy itself or to a small torch namespace (:class:`TorchNamespace`).
+``numpy``, bound to numpy's names in the array vocabulary of :mod:`odeopt.arrays`.
 """
 
 from __future__ import annotations
@@ -15,145 +15,43 @@ import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
+from ..arrays import Arrays, TorchArrays, arrays
 from .language import Block, Gradient, Loss, Reduction, Time
 
-__all__ = ["Compiled", "TorchNamespace", "compile_explicit", "compile_expressions", "namespace"]
+__all__ = ["Compiled", "compile_explicit", "compile_expressions", "namespace"]
 
 
-class NumpyNamespace:
-    """numpy, with the helpers the generated code calls. Inputs are cast to the dtype of the
-    reference array (the gradient or the first block), so float32 stays float32."""
+class _Generated:
+    """numpy's names as the generated code calls them, bound to one array vocabulary
+    (:mod:`odeopt.arrays`): its helpers ``rsum``, ``column``, ``row``, ``like``, ``stack`` of
+    values cast to a reference, the numpy names that differ in torch, and every other name
+    from the library itself. Inputs are cast to the dtype of the reference array (the
+    gradient or the first block), so float32 stays float32."""
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(np, name)
-
-    @staticmethod
-    def rsum(x: Any) -> Any:
-        return np.sum(x, axis=-1, keepdims=True)
-
-    @staticmethod
-    def column(x: Any, ref: Any) -> Any:
-        x = np.asarray(x, dtype=ref.dtype)
-        return x.reshape(-1, 1) if x.ndim >= 1 else x
-
-    @staticmethod
-    def row(x: Any, ref: Any) -> Any:
-        x = np.asarray(x, dtype=ref.dtype)
-        return x.reshape(-1) if x.ndim >= 1 else x
-
-    def stack(self, values: Sequence[Any], ref: Any) -> Any:
-        return np.stack([self.like(v, ref) for v in values], -1)
-
-    @staticmethod
-    def like(value: Any, ref: Any) -> Any:
-        if isinstance(value, np.ndarray) and value.shape == ref.shape and value.dtype == ref.dtype:
-            return value
-        return np.broadcast_to(value, ref.shape).astype(ref.dtype, copy=True)
-
-
-class _Ufunc:
-    """A binary torch function with numpy's ``ufunc.reduce`` over a sequence."""
-
-    def __init__(self, fn: Callable[[Any, Any], Any]) -> None:
-        self._fn = fn
-
-    def __call__(self, a: Any, b: Any) -> Any:
-        return self._fn(a, b)
-
-    def reduce(self, items: Sequence[Any]) -> Any:
-        return functools.reduce(self._fn, items)
-
-
-class TorchNamespace:
-    """The numpy names the generated code uses, mapped to torch (elementwise throughout)."""
-
-    def __init__(self) -> None:
-        import torch
-
-        self._torch = torch
-        self.equal = torch.eq  # numpy.equal is elementwise; torch.equal is not
-        self.not_equal = torch.ne
-        self.logical_and = _Ufunc(torch.logical_and)
-        self.logical_or = _Ufunc(torch.logical_or)
-        self.maximum = _Ufunc(lambda a, b: torch.maximum(*self._tensors(a, b)))
-        self.minimum = _Ufunc(lambda a, b: torch.minimum(*self._tensors(a, b)))
-
-    def _tensors(self, a: Any, b: Any) -> tuple[Any, Any]:
-        """Both as tensors (numpy's maximum takes scalars; torch's does not)."""
-        torch = self._torch
-        ref = a if isinstance(a, torch.Tensor) else b
-        if not isinstance(ref, torch.Tensor):
-            return torch.as_tensor(a), torch.as_tensor(b)
-        return (
-            torch.as_tensor(a, dtype=ref.dtype, device=ref.device),
-            torch.as_tensor(b, dtype=ref.dtype, device=ref.device),
-        )
+    def __init__(self, arrays: Arrays) -> None:
+        self._module = arrays.module
+        self.rsum = arrays.rsum
+        self.column = arrays.column
+        self.row = arrays.row
+        self.like = arrays.like
+        like, stack = arrays.like, arrays.stack
+        self.stack = lambda values, ref: stack([like(v, ref) for v in values])
+        if isinstance(arrays, TorchArrays):
+            self.__dict__.update(arrays.numpy_names())
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._torch, name)
-
-    def rsum(self, x: Any) -> Any:
-        return self._torch.sum(x, dim=-1, keepdim=True)
-
-    def column(self, x: Any, ref: Any) -> Any:
-        x = self._torch.as_tensor(x, dtype=ref.dtype, device=ref.device)
-        return x.reshape(-1, 1) if x.ndim >= 1 else x
-
-    def row(self, x: Any, ref: Any) -> Any:
-        x = self._torch.as_tensor(x, dtype=ref.dtype, device=ref.device)
-        return x.reshape(-1) if x.ndim >= 1 else x
-
-    def like(self, value: Any, ref: Any) -> Any:
-        torch = self._torch
-        if not isinstance(value, torch.Tensor):
-            return torch.full_like(ref, float(value))
-        if value.shape == ref.shape and value.dtype == ref.dtype:
-            return value
-        return value.to(ref.dtype).expand(ref.shape).clone()
-
-    def stack(self, values: Sequence[Any], ref: Any) -> Any:
-        return self._torch.stack([self.like(v, ref) for v in values], dim=-1)
-
-    def select(self, conds: Sequence[Any], values: Sequence[Any], default: Any = None) -> Any:
-        torch = self._torch
-        tensors = [v for v in values if isinstance(v, torch.Tensor) and v.is_floating_point()]
-        dtype = tensors[0].dtype if tensors else torch.get_default_dtype()
-
-        def as_t(v: Any) -> Any:
-            return torch.as_tensor(v, dtype=dtype)
-
-        out = as_t(values[-1])
-        for c, v in zip(reversed(conds[:-1]), reversed(values[:-1]), strict=True):
-            out = torch.where(torch.as_tensor(c), as_t(v), out)
-        return out
-
-    @property
-    def nan(self) -> float:
-        return float("nan")
-
-    @property
-    def pi(self) -> float:
-        return float(np.pi)
-
-    @property
-    def e(self) -> float:
-        return float(np.e)
-
-    def power(self, a: Any, b: Any) -> Any:
-        return self._torch.pow(a, b)
+        return getattr(self._module, name)
 
 
 @functools.cache
 def namespace(backend: str) -> Any:
-    if backend == "numpy":
-        return NumpyNamespace()
-    if backend == "torch":
-        return TorchNamespace()
-    raise ValueError(f"unknown backend {backend!r}; expected 'numpy' or 'torch'")
+    """The namespace generated code calls ``numpy``, for ``"numpy"`` or ``"torch"``."""
+    if backend not in ("numpy", "torch"):
+        raise ValueError(f"unknown backend {backend!r}; expected 'numpy' or 'torch'")
+    return _Generated(arrays(backend))
 
 
 class _Printer(NumPyPrinter):
