@@ -7,7 +7,7 @@ later stages) integrate it, discretize it and export the update rule as a torch 
 from . import analysis, problems, schemes, zoo
 from .errors import StructureError
 from .export import UpdateRule, discretize
-from .integrate import Event, Trajectory, integrate
+from .integrate import Event, SaveAt, Stop, Trajectory, integrate
 from .symbolic import (
     Block,
     EnergyBalance,
@@ -28,6 +28,8 @@ __all__ = [
     "EnergyBalance",
     "Event",
     "PortHamiltonian",
+    "SaveAt",
+    "Stop",
     "StructureError",
     "Trajectory",
     "UpdateRule",
