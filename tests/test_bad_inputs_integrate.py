@@ -401,3 +401,23 @@ def test_the_start_error_names_the_trajectory_across_chunks() -> None:
         oo.integrate(
             zoo.gradient_flow(), _nan_beyond(1.5), {"theta": x0}, steps=2, h=0.1, chunk_size=2
         )
+
+
+def test_a_state_overflowing_to_inf_is_diverged_even_when_blowup_squared_overflows() -> None:
+    """blowup = 1.5e308: blowup² is inf, so the quick Σx² test cannot bound the rows; a state
+    that overflows to inf (1e308 + 1e308) is still "diverged" with its last finite state."""
+    big = problems.from_functions(
+        lambda th: 0.0 * th.sum(-1), lambda th: np.full_like(th, -1e308), dim=1
+    )
+    tr = oo.integrate(
+        oo.zoo.gradient_flow(),
+        big,
+        {"theta": np.array([[1.0], [0.0]])},
+        steps=4,
+        h=1.0,
+        scheme="euler",
+        blowup=1.5e308,
+    )
+    assert tr.status.tolist() == ["diverged", "diverged"]
+    np.testing.assert_array_equal(tr.t_stop, [2.0, 2.0])
+    assert np.all(tr["theta"][1:] == 1e308)

@@ -23,6 +23,7 @@ solver backends (scipy, torchdiffeq) apply to their results.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -95,8 +96,9 @@ class Divergence:
 
     def __call__(self, run: Run, step: StepState) -> None:
         sumsq = run.a.sumsq
-        if sum(sumsq(v) for v in step.x_new.values()) <= self.bound:  # False for NaN
-            return
+        total = sum(sumsq(v) for v in step.x_new.values())
+        if total <= self.bound and total < math.inf:  # False for NaN, and for ±inf even
+            return  # when blowup² overflows (blowup > 1.3e154): then the rows are tested
         run.stop_rows(step, beyond(run.a, step.x_new, self.blowup), "diverged")
 
 
