@@ -18,7 +18,14 @@ from .events import Event
 if TYPE_CHECKING:
     from ..symbolic.system import PortHamiltonian
 
-__all__ = ["prepare_params", "prepare_x0", "real_array", "stored_energy", "switches"]
+__all__ = [
+    "prepare_params",
+    "prepare_starts",
+    "prepare_x0",
+    "real_array",
+    "stored_energy",
+    "switches",
+]
 
 
 def real_array(name: str, v: Any) -> Any:
@@ -131,6 +138,22 @@ def prepare_params(
             )
         out[k] = a.constant(arr, ref)
     return out
+
+
+def prepare_starts(
+    system: PortHamiltonian, x0: Mapping[str, Any], library: str, dim: Any, blowup: float
+) -> dict[str, Any]:
+    """:func:`prepare_x0`, refusing a start beyond ``blowup`` (it would be "diverged" before
+    any step)."""
+    x = prepare_x0(system, x0, library, dim)
+    for b, v in x.items():
+        biggest = float(abs(v).max()) if v.shape[0] * v.shape[1] else 0.0
+        if biggest > blowup:
+            raise ValueError(
+                f"x0[{b!r}] has |x| = {biggest:.3g} > blowup = {blowup:g}; start within the "
+                "bound (or raise blowup=)"
+            )
+    return x
 
 
 def _numpy(v: Any) -> Any:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..inputs import prepare_params, prepare_x0, stored_energy, switches
+from ..inputs import prepare_params, prepare_starts, stored_energy, switches
 from ..options import _save_steps, _time_grid, adaptive_grid
 from ..run import Run, assemble
 from . import Backend
@@ -59,14 +59,8 @@ class BatchBackend(Backend):
         method = resolved if isinstance(resolved, str) else None
         req, system = request, request.system
         stop = req.stop
-        x = prepare_x0(system, req.x0, self.arrays, getattr(req.problem, "dim", None))
-        for b, v in x.items():  # a start beyond the bound would be "diverged" before any step
-            biggest = float(abs(v).max()) if v.shape[0] * v.shape[1] else 0.0
-            if biggest > stop.blowup:
-                raise ValueError(
-                    f"x0[{b!r}] has |x| = {biggest:.3g} > blowup = {stop.blowup:g}; start "
-                    "within the bound (or raise blowup=)"
-                )
+        dim = getattr(req.problem, "dim", None)
+        x = prepare_starts(system, req.x0, self.arrays, dim, stop.blowup)
         ref = next(iter(x.values()))
         B = ref.shape[0]
         p = prepare_params(system, req.params, B, self.arrays, ref)

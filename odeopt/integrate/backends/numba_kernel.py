@@ -30,11 +30,11 @@ from typing import TYPE_CHECKING, Any
 
 import sympy as sp
 
-from ..symbolic.language import Reduction
-from .numba_backend import LANES, _crossed, _indent, _Names, _objective_code, _Printer
+from ...symbolic.language import Reduction
+from .numba_print import LANES, _crossed, _indent, _Names, _objective_code, _Printer
 
 if TYPE_CHECKING:
-    from ..symbolic.system import PortHamiltonian
+    from ...symbolic.system import PortHamiltonian
 
 __all__ = ["kernel_source"]
 
