@@ -35,6 +35,12 @@ cells = [
         "dH/dt = −ε|∇F|² − (γ/m²)|p|²."
     ),
     code(
+        "# The damping factors c of the sweep below (papermill-style parameter: the test\n"
+        "# suite runs this notebook with fewer, see tests/test_notebooks.py)\n"
+        "SWEEP_C = [0.0, 0.25, 0.5, 1.0, 2.0]",
+        metadata={"tags": ["parameters"]},
+    ),
+    code(
         "import math\n"
         "import time\n"
         "import warnings\n\n"
@@ -144,7 +150,7 @@ cells = [
         "Sweeping c shows the trade-off the damping buys:"
     ),
     code(
-        "cs = [0.0, 0.25, 0.5, 1.0, 2.0]\n"
+        "cs = SWEEP_C\n"
         "sweep = []\n"
         "for c in cs:\n"
         "    t = rule.tune(mu=mu, L=L, over=('h', 'friction'), damping=c / math.sqrt(L))\n"
@@ -223,7 +229,7 @@ cells = [
         "region = q.stability_region(curvature=L, **vals)\n"
         "lo, hi = region.interval\n"
         "how = 'exact' if region.exact else 'numeric'\n"
-        "print(f\"stable at λ = L for h in ({lo:g}, {hi:.4f}) ({how}); tuned h = \"\n"
+        'print(f"stable at λ = L for h in ({lo:g}, {hi:.4f}) ({how}); tuned h = "\n'
         "      f\"{new.values['h']:.4f}\")\n"
         "assert lo <= new.values['h'] < hi\n"
         "energy = rule.discrete_energy(curvature=L, **vals)\n"

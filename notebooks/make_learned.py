@@ -16,6 +16,13 @@ cells = [
         "port-Hamiltonian system with a provable balance."
     ),
     nbf.v4.new_code_cell(
+        "# Sizes of the two meta-trainings (papermill-style parameters: the test suite runs\n"
+        "# this notebook with smaller ones, see tests/test_notebooks.py)\n"
+        "QUADRATIC_ITERATIONS, QUADRATIC_PROBLEMS = 100, 16\n"
+        "DIGITS_ITERATIONS, DIGITS_PROBLEMS, DIGITS_VALIDATE_EVERY = 12, 8, 4",
+        metadata={"tags": ["parameters"]},
+    ),
+    nbf.v4.new_code_cell(
         "import time\n"
         "import matplotlib.pyplot as plt\n"
         "import numpy as np\n"
@@ -39,7 +46,8 @@ cells = [
     nbf.v4.new_code_cell(
         "task = learned.QuadraticTask()\n"
         "t0 = time.perf_counter()\n"
-        "result = learned.meta_train(task, iterations=100, problems=16, out_mul=1e-3)\n"
+        "result = learned.meta_train(task, iterations=QUADRATIC_ITERATIONS,\n"
+        "                            problems=QUADRATIC_PROBLEMS, out_mul=1e-3)\n"
         "print(f'meta-training {time.perf_counter() - t0:.1f} s')\n"
         "print('validation', np.round(result.validation, 3))\n"
         "test = task.sample(100, torch.Generator().manual_seed(123))\n"
@@ -87,8 +95,9 @@ cells = [
     ),
     nbf.v4.new_code_cell(
         "t0 = time.perf_counter()\n"
-        "digits = learned.meta_train(learned.DigitsMLPTask(), iterations=12, problems=8,\n"
-        "                            out_mul=0.1, validate_every=4)\n"
+        "digits = learned.meta_train(learned.DigitsMLPTask(), iterations=DIGITS_ITERATIONS,\n"
+        "                            problems=DIGITS_PROBLEMS, out_mul=0.1,\n"
+        "                            validate_every=DIGITS_VALIDATE_EVERY)\n"
         "print(f'meta-training {time.perf_counter() - t0:.1f} s')\n"
         "for act in ('sigmoid', 'relu'):\n"
         "    batch = learned.DigitsMLPTask(activation=act, split='test').sample(\n"

@@ -11,6 +11,12 @@ cells = [
         "definition: its energy verdict, a batched integration, an exported optimizer."
     ),
     nbf.v4.new_code_cell(
+        "# The end of Massaroli's batch-mode run (papermill-style parameter: the test suite\n"
+        "# runs this notebook with a shorter one, see tests/test_notebooks.py)\n"
+        "MASSAROLI_T_END = 60.0",
+        metadata={"tags": ["parameters"]},
+    ),
+    nbf.v4.new_code_cell(
         "import numpy as np\nimport torch\nimport odeopt as oo\n"
         "from odeopt import problems, zoo\n\n"
         "for name in zoo.names():\n"
@@ -57,7 +63,8 @@ cells = [
     nbf.v4.new_code_cell(
         "blobs = problems.blobs(samples=200)\n"
         "th0 = np.asarray(blobs.initial(0), float).reshape(1, -1)\n"
-        "tr = oo.integrate(zoo.massaroli(beta=0.1), blobs, {'theta': th0}, t_span=(0, 60),\n"
+        "tr = oo.integrate(zoo.massaroli(beta=0.1), blobs, {'theta': th0},\n"
+        "                  t_span=(0, MASSAROLI_T_END),\n"
         "                  scheme='rk45', rtol=1e-6, atol=1e-8)\n"
         "print('accuracy', blobs.accuracy(tr.final['theta'])[0])\n"
         "assert np.all(np.diff(tr.energy[:, 0]) <= 1e-9)"

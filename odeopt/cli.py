@@ -132,7 +132,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
 def cmd_tour(args: argparse.Namespace) -> int:
     from .tour import run_tour
 
-    run_tour(Path(args.out))
+    run_tour(Path(args.out), quick=args.quick)
     return 0
 
 
@@ -214,6 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_learn)
     p = sub.add_parser("tour", help="run the whole pipeline on built-in defaults; write a report")
     p.add_argument("--out", default="odeopt-tour", help="report folder (default: odeopt-tour)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="every section on tiny inputs (seconds; the report says so): a smoke test",
+    )
     p.set_defaults(func=cmd_tour)
     return parser
 

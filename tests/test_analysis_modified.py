@@ -199,8 +199,8 @@ def test_the_modified_flow_runs_on_every_backend_and_solver() -> None:
             {"theta": x0},
             (0.0, T),
             scheme="euler_richardson",
-            rtol=1e-6,
-            atol=1e-9,
+            rtol=1e-5,  # measured error 4e-7 (1e-6: 4e-8, 3× the steps)
+            atol=1e-8,
             **common,
         ),
     }

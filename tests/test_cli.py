@@ -61,15 +61,3 @@ def test_console_script_show():
     proc = subprocess.run([exe, "show", "heavy_ball"], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     assert "verdict: dissipative" in proc.stdout
-
-
-def test_tour_writes_report(tmp_path, capsys):
-    assert main(["tour", "--out", str(tmp_path / "t")]) == 0
-    report = (tmp_path / "t" / "report.md").read_text()
-    png = tmp_path / "t" / "phase_portraits.png"
-    assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
-    for name in ("gradient_flow", "heavy_ball", "bbi"):
-        assert f"## {name}" in report
-    assert "verdict: conservative" in report
-    out = capsys.readouterr().out
-    assert "report written to" in out
