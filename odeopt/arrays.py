@@ -12,7 +12,10 @@ behave alike in both libraries and are used directly):
   numpy names the printer emits (:meth:`TorchArrays.numpy_names`);
 - the integration loop's bookkeeping (:mod:`odeopt.integrate`): NaN-filled buffers, per-row
   index/take/scatter from numpy masks, per-row norms without overflow, finiteness tests that
-  answer in numpy, and ``to_numpy``.
+  answer in numpy, and ``to_numpy``;
+- the linear algebra of the implicit solves (:mod:`odeopt.schemes.newton`): ``eps``,
+  ``zeros``, ``eye``, ``permute`` and ``solve`` (A⁻¹b per row, the pseudo-inverse solution
+  where A is singular).
 
 dtype and device always follow the reference (``like``/``ref``) array, so float32 stays
 float32 and a CUDA tensor stays on its device.
@@ -38,6 +41,7 @@ __all__ = [
     "prepare",
     "row_norm",
     "scatter",
+    "solve_rows",
     "take",
     "torch_arrays",
 ]
@@ -132,6 +136,31 @@ class NumpyArrays:
     @staticmethod
     def copy(a: Any) -> Any:
         return a.copy()
+
+    @staticmethod
+    def zeros(shape: int | tuple[int, ...], like: Any) -> Any:
+        """A zero-filled array of ``like``'s dtype."""
+        return np.zeros(shape, dtype=like.dtype)
+
+    @staticmethod
+    def eye(n: int, like: Any) -> Any:
+        """The n × n identity in ``like``'s dtype."""
+        return np.eye(n, dtype=like.dtype)
+
+    @staticmethod
+    def eps(like: Any) -> float:
+        """The machine epsilon of ``like``'s dtype (2⁻⁵² in float64, 2⁻²³ in float32)."""
+        return float(np.finfo(like.dtype).eps)
+
+    @staticmethod
+    def permute(a: Any, axes: Sequence[int]) -> Any:
+        """``a`` with its axes reordered (axis i of the result is axis ``axes[i]`` of ``a``)."""
+        return a.transpose(*axes)
+
+    @staticmethod
+    def solve(A: Any, b: Any) -> Any:
+        """A⁻¹b per row (A (m, n, n), b (m, n)), see :func:`solve_rows`."""
+        return solve_rows(A, b)
 
     # -- rows selected by numpy masks
     @staticmethod
@@ -257,6 +286,34 @@ class TorchArrays:
     @staticmethod
     def copy(a: Any) -> Any:
         return a.clone()
+
+    def zeros(self, shape: int | tuple[int, ...], like: Any) -> Any:
+        return self._torch.zeros(shape, dtype=like.dtype, device=like.device)
+
+    def eye(self, n: int, like: Any) -> Any:
+        return self._torch.eye(n, dtype=like.dtype, device=like.device)
+
+    def eps(self, like: Any) -> float:
+        return float(self._torch.finfo(like.dtype).eps)
+
+    @staticmethod
+    def permute(a: Any, axes: Sequence[int]) -> Any:
+        return a.permute(*axes)
+
+    def solve(self, A: Any, b: Any) -> Any:
+        """A⁻¹b per row (A (m, n, n), b (m, n)); the pseudo-inverse solution of the rows
+        whose A is singular. CPU tensors go through numpy (:func:`solve_rows`; torch's batched
+        solve of many small systems costs ~100× more there), other devices through
+        ``torch.linalg.solve_ex`` with ``pinv`` for the singular rows."""
+        torch = self._torch
+        if A.device.type == "cpu":
+            return torch.from_numpy(solve_rows(A.numpy(), b.numpy()))
+        sol, info = torch.linalg.solve_ex(A, b.unsqueeze(-1))
+        sol = sol.squeeze(-1)
+        bad = info != 0
+        if bool(bad.any()):
+            sol[bad] = (torch.linalg.pinv(A[bad]) @ b[bad].unsqueeze(-1)).squeeze(-1)
+        return sol
 
     @staticmethod
     def to_numpy(a: Any) -> np.ndarray:
@@ -393,6 +450,20 @@ def scatter(a: Arrays, full: Mapping[str, Any], idx: Any, rows: Mapping[str, Any
         w[idx] = rows[b]
         out[b] = w
     return out
+
+
+def solve_rows(A: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """A⁻¹b per row with numpy (A (m, n, n), b (m, n)); when one row's A is singular, the
+    pseudo-inverse (least-squares, minimum-norm) solution for every row, NaN for the rows
+    whose A has a non-finite entry."""
+    with np.errstate(all="ignore"):
+        try:
+            return np.linalg.solve(A, b[..., None])[..., 0]
+        except np.linalg.LinAlgError:
+            finite = np.isfinite(A).all((-1, -2))
+            out = np.full_like(b, np.nan)
+            out[finite] = (np.linalg.pinv(A[finite]) @ b[finite][..., None])[..., 0]
+            return out
 
 
 def row_norm(a: Arrays, g: Any) -> Any:

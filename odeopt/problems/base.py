@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
+from ..arrays import arrays_of, is_torch
 from .backend import Namespace, prepare
 
 __all__ = [
@@ -215,7 +216,7 @@ class Problem:
 
         from .backend import prepare
 
-        numpy_input = not hasattr(theta, "detach")
+        numpy_input = not is_torch(theta)
         tensor = torch.from_numpy(np.ascontiguousarray(theta)) if numpy_input else theta
         vs = [torch.from_numpy(np.ascontiguousarray(v)) if numpy_input else v for v in vectors]
         leaf = tensor.detach().requires_grad_(True)
@@ -328,13 +329,8 @@ class Problem:
 
 def _like(v: Any, theta: Any) -> Any:
     """v as an array of θ's kind (numpy or torch, dtype and device of θ)."""
-    if hasattr(theta, "detach"):
-        import torch
-
-        return torch.as_tensor(v, dtype=theta.dtype, device=theta.device)
-    if hasattr(v, "detach"):
-        v = v.detach().cpu().numpy()
-    return np.asarray(v, dtype=theta.dtype)
+    a = arrays_of(theta)
+    return a.constant(v if a.torch else arrays_of(v).to_numpy(v), theta)
 
 
 def lowest_critical_points(problem: Problem) -> list[Minimum]:

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from ..arrays import arrays_of
+
 __all__ = ["Streamed", "streamed"]
 
 
@@ -40,7 +42,7 @@ class Streamed:
 
     def index(self, t: Any) -> np.ndarray:
         """k(t) per row."""
-        tt = np.asarray(t.detach().cpu() if hasattr(t, "detach") else t, dtype=float)
+        tt = np.asarray(arrays_of(t).to_numpy(t), dtype=float)
         return (np.floor(tt.reshape(-1) / self.period + 1e-12).astype(np.int64)) % len(self.parts)
 
     def value_and_grad(self, theta: Any, t: Any = 0.0) -> tuple[Any, Any]:
@@ -49,8 +51,7 @@ class Streamed:
             return self.parts[int(k[0])].value_and_grad(theta)
         F, g = None, None
         for part in np.unique(k):
-            rows = np.flatnonzero(k == part)
-            index = rows if not hasattr(theta, "detach") else _torch_index(rows, theta)
+            index = arrays_of(theta).index(k == part, theta)
             Fp, gp = self.parts[int(part)].value_and_grad(theta[index])
             if F is None:
                 F = _empty_like(Fp, theta.shape[0])
@@ -72,8 +73,7 @@ class Streamed:
             return self.parts[int(k[0])].derivative(theta, *vectors)
         out = None
         for part in np.unique(k):
-            rows = np.flatnonzero(k == part)
-            index = rows if not hasattr(theta, "detach") else _torch_index(rows, theta)
+            index = arrays_of(theta).index(k == part, theta)
             D = self.parts[int(part)].derivative(theta[index], *(v[index] for v in vectors))
             if out is None:
                 out = _empty_like(D, theta.shape[0])
@@ -84,18 +84,12 @@ class Streamed:
         return f"Streamed({len(self.parts)} parts, period {self.period})"
 
 
-def _torch_index(rows: np.ndarray, ref: Any) -> Any:
-    import torch
-
-    return torch.as_tensor(rows, device=ref.device)
-
-
 def _empty_like(x: Any, n: int) -> Any:
-    if hasattr(x, "detach"):
-        import torch
-
-        return torch.empty((n, *x.shape[1:]), dtype=x.dtype, device=x.device)
-    return np.empty((n, *np.shape(x)[1:]), dtype=np.asarray(x).dtype)
+    """A buffer of n rows shaped, typed (and placed) like the rows of ``x``; every row is
+    written by the caller (NaN until then)."""
+    a = arrays_of(x)
+    x = x if a.torch else np.asarray(x)
+    return a.empty((n, *x.shape[1:]), x)
 
 
 def streamed(problem: Any, batch_size: int, period: float, seed: int = 0) -> Streamed:

@@ -18,12 +18,13 @@ coordinates of all blocks together):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sympy as sp
 
+from ..arrays import arrays_of
 from .base import Field, State, Step, axpy
 
 if TYPE_CHECKING:
@@ -38,77 +39,6 @@ MapParts = Callable[[Field, State, Any, State, Any, Any], "_Parts"]
 _ROUNDING = 32.0
 _ARMIJO = 1e-4  # sufficient decrease of the merit ½|R|² along the Newton direction
 _BACKTRACKS = 3  # Newton step lengths tried per iteration: 1, ½, ¼, then a fixed-point step
-
-
-class _Backend:
-    """The array operations of the solve, for numpy arrays or torch tensors."""
-
-    def __init__(self, ref: Any) -> None:
-        self.torch = type(ref).__module__.split(".")[0] == "torch"
-        self.dtype = ref.dtype
-        if self.torch:
-            import torch
-
-            self.xp: Any = torch
-            self.device = ref.device
-            self.eps = float(torch.finfo(ref.dtype).eps)
-        else:
-            self.xp = np
-            self.device = None
-            self.eps = float(np.finfo(ref.dtype).eps)
-
-    def np(self, v: Any) -> np.ndarray:
-        return v.detach().cpu().numpy() if self.torch else np.asarray(v)
-
-    def index(self, rows: np.ndarray) -> Any:
-        """Integer row indices in the backend's form."""
-        return self.xp.as_tensor(rows, device=self.device) if self.torch else rows
-
-    def cat(self, parts: Sequence[Any]) -> Any:
-        return self.xp.cat(list(parts), -1) if self.torch else np.concatenate(parts, -1)
-
-    def amax(self, v: Any) -> Any:
-        return v.amax(-1) if self.torch else v.max(-1)
-
-    def maximum(self, a: Any, b: Any) -> Any:
-        return self.xp.maximum(a, b)
-
-    def zeros(self, m: int) -> Any:
-        if self.torch:
-            return self.xp.zeros(m, dtype=self.dtype, device=self.device)
-        return np.zeros(m, dtype=self.dtype)
-
-    def copy(self, v: Any) -> Any:
-        return v.clone() if self.torch else v.copy()
-
-    def solve(self, A: Any, b: Any) -> Any:
-        """A⁻¹b per row (A (m, n, n), b (m, n)); the least-squares solution where A is
-        singular. Small CPU systems go through numpy (torch's batched solve costs ~100×
-        more there)."""
-        if self.torch and self.device.type != "cpu":
-            torch = self.xp
-            sol, info = torch.linalg.solve_ex(A, b.unsqueeze(-1))
-            sol = sol.squeeze(-1)
-            bad = info != 0
-            if bool(bad.any()):
-                sol[bad] = (torch.linalg.pinv(A[bad]) @ b[bad].unsqueeze(-1)).squeeze(-1)
-            return sol
-        if self.torch:
-            return self.xp.from_numpy(_solve(A.numpy(), b.numpy()))
-        return _solve(A, b)
-
-
-def _solve(A: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """A⁻¹b per row with numpy; the pseudo-inverse solution for all rows when one is
-    singular, NaN for rows with non-finite entries."""
-    with np.errstate(all="ignore"):
-        try:
-            return np.linalg.solve(A, b[..., None])[..., 0]
-        except np.linalg.LinAlgError:
-            finite = np.isfinite(A).all((-1, -2))
-            out = np.full_like(b, np.nan)
-            out[finite] = (np.linalg.pinv(A[finite]) @ b[finite][..., None])[..., 0]
-            return out
 
 
 def _rows(v: Any, index: Any, m: int) -> Any:
@@ -127,12 +57,15 @@ class NewtonSolver:
         self.parts = parts
         self.names = tuple(x)
         self.widths = [int(x[b].shape[-1]) for b in self.names]
-        self.be = _Backend(x[self.names[0]])
+        ref = x[self.names[0]]
+        self.a = arrays_of(ref)  # the array vocabulary of the state's library
+        self.ref = ref  # dtype and device of every array the solve creates
+        self.eps = self.a.eps(ref)
         self.iterations = 0
 
     # -- layout
     def flat(self, s: State) -> Any:
-        return self.be.cat([s[b] for b in self.names])
+        return self.a.concatenate([s[b] for b in self.names], -1)
 
     def unflat(self, y: Any) -> State:
         out, i = {}, 0
@@ -155,7 +88,7 @@ class NewtonSolver:
     def evaluate(self, f: Field, x: State, H_old: Any, y: Any, t: Any, h: Any) -> tuple[Any, Any]:
         """Φ(y) flat (m, n) and its rounding level ε_Φ per row (m,)."""
         p = self.parts(f, x, H_old, self.unflat(y), t, h)
-        be, eps = self.be, self.be.eps * _ROUNDING
+        a, eps = self.a, self.eps * _ROUNDING
         dN = eps * (abs(p.H_next) + abs(p.H_old) + p.work)  # (m, 1)
         dc = f.safe_divide(dN, p.den)
         level = None
@@ -164,14 +97,14 @@ class NewtonSolver:
             term = eps * (1 + abs(h * p.fbar[b]) / scale)
             if b in p.corr:
                 term = term + abs(h * p.corr[b]) * (dc + eps * abs(p.c)) / scale
-            term = be.amax(term)
-            level = term if level is None else be.maximum(level, term)
+            term = a.amax(term)
+            level = term if level is None else a.maximum(level, term)
         return self.flat(p.out), level
 
     def measure(self, y: Any, phi: Any) -> tuple[Any, Any]:
         """ρ = max |y − Φ| / (1 + |Φ|) and the merit Σ(·)² per row."""
         d = (y - phi) / (1 + abs(phi))
-        return self.be.amax(abs(d)), (d * d).sum(-1)
+        return self.a.amax(abs(d)), (d * d).sum(-1)
 
     def method(self, f: Field, x: State, t: Any) -> str:
         """How DΦ is computed: autograd on tensors (``jacobian="auto"``: when autograd sees
@@ -180,7 +113,7 @@ class NewtonSolver:
         An objective may compute ∇F off the graph (torch.func, or autograd inside, then
         detached), and a metric P(θ) may be computed with numpy: autograd would then miss
         ∇²F or ∂(P∇F)/∂θ. One probe (:meth:`_probe`) per objective and system finds out."""
-        if not self.be.torch or self.scheme.jacobian == "finite_differences":
+        if not self.a.torch or self.scheme.jacobian == "finite_differences":
             return "finite_differences"
         if self.scheme.jacobian == "autograd":
             return "autograd"
@@ -200,9 +133,9 @@ class NewtonSolver:
         """Whether autograd sees all of the field at the first trajectory: F and ∇F from the
         objective carry a graph, and the Jacobian of f by autograd agrees with central
         differences (a metric or an objective computed off the graph would drop terms)."""
-        torch, be = self.be.xp, self.be
+        torch, a = self.a.module, self.a
         m = x[self.names[0]].shape[0]
-        one = be.index(np.array([0]))
+        one = a.index(np.array([0]), self.ref)
         f1 = self.subset(f, one) if m > 1 else f
         x1, t1 = {b: v[one] for b, v in x.items()}, _rows(t, one, m)
         loss_and_grad = getattr(f1, "loss_and_grad", None)
@@ -223,7 +156,7 @@ class NewtonSolver:
                 rows.append(torch.zeros_like(y[0]) if gi is None else gi[0])
         auto = torch.stack(rows, 0)
         y = y.detach()
-        step = be.eps ** (1 / 3) * (1 + abs(y[0]))
+        step = self.eps ** (1 / 3) * (1 + abs(y[0]))
         cols = []
         for j in range(n):
             e = torch.zeros_like(y)
@@ -232,7 +165,7 @@ class NewtonSolver:
             cols.append((hi - lo)[0] / (2 * step[j]))
         diff = torch.stack(cols, 1)
         scale = 1 + float(diff.abs().max())
-        return bool((auto - diff).abs().max() <= 1e3 * be.eps ** (2 / 3) * scale)
+        return bool((auto - diff).abs().max() <= 1e3 * self.eps ** (2 / 3) * scale)
 
     def jacobian(
         self, f: Field, x: State, H_old: Any, y: Any, t: Any, h: Any, phi: Any, method: str
@@ -251,9 +184,9 @@ class NewtonSolver:
         """One forward and one backward pass: the rows repeated n times (block j of the
         repeated batch differentiates Φⱼ; rows are independent, so Σ over the batch of the
         selected Φⱼ has gradient ∂Φⱼ/∂y per row)."""
-        torch, be = self.be.xp, self.be
+        torch, a = self.a.module, self.a
         m, n = y.shape
-        idx = be.index(np.tile(np.arange(m), n))
+        idx = a.index(np.tile(np.arange(m), n), self.ref)
         big = self.subset(f, idx) if n > 1 else f
         xb = {b: v[idx] for b, v in x.items()}
         with torch.enable_grad():
@@ -261,31 +194,30 @@ class NewtonSolver:
             phi = self.evaluate(big, xb, H_old[idx], yb, _rows(t, idx, m), _rows(h, idx, m))[0]
             if not phi.requires_grad:
                 raise RuntimeError("Φ does not depend on y through autograd")
-            rr = be.index(np.arange(m * n))
-            cc = be.index(np.repeat(np.arange(n), m))
+            rr = a.index(np.arange(m * n), self.ref)
+            cc = a.index(np.repeat(np.arange(n), m), self.ref)
             (g,) = torch.autograd.grad(phi[rr, cc].sum(), yb)
-        return g.detach().reshape(n, m, n).permute(1, 0, 2)
+        return a.permute(g.detach().reshape(n, m, n), (1, 0, 2))
 
     def _differences(self, f: Field, x: State, H_old: Any, y: Any, t: Any, h: Any, phi: Any) -> Any:
         """Forward differences, all n columns in one evaluation of n·m rows."""
-        be = self.be
+        a = self.a
         m, n = y.shape
-        step = be.eps**0.5 * (1 + abs(y))
+        step = self.eps**0.5 * (1 + abs(y))
         rep = np.tile(np.arange(m), n)
-        idx = be.index(rep)
+        idx = a.index(rep, self.ref)
         big = self.subset(f, idx)
         xb = {b: v[idx] for b, v in x.items()}
         yb = y[idx]
         cols = np.repeat(np.arange(n), m)
-        rr = be.index(np.arange(m * n))
-        cc = be.index(cols)
-        yb = be.copy(yb)
+        rr = a.index(np.arange(m * n), self.ref)
+        cc = a.index(cols, self.ref)
+        yb = a.copy(yb)
         yb[rr, cc] = yb[rr, cc] + step[idx][rr, cc]
         dy = (yb - y[idx])[rr, cc]  # the perturbation as represented
         pb = self.evaluate(big, xb, H_old[idx], yb, _rows(t, idx, m), _rows(h, idx, m))[0]
         D = (pb - phi[idx]) / dy[:, None]  # (n·m, n): column j of row r at j·m + r
-        D = D.reshape(n, m, n)
-        return D.permute(1, 2, 0) if be.torch else D.transpose(1, 2, 0)
+        return a.permute(D.reshape(n, m, n), (1, 2, 0))
 
     # -- the solve on all rows, then halving
     def solve(
@@ -296,7 +228,7 @@ class NewtonSolver:
         A row's Jacobian is reused (a chord step) while its residual keeps falling by a
         factor 10 per iteration, and recomputed otherwise; a row is stuck (failed) when the
         line search finds no decrease with a fresh Jacobian."""
-        be, tol = self.be, self.scheme.tol
+        a, tol = self.a, self.scheme.tol
         m = x[self.names[0]].shape[0]
         half = f.constant(sp.Rational(1, 2))
         H_old = f.energy(x, t + half * h)
@@ -312,7 +244,7 @@ class NewtonSolver:
             if len(work) == 0:
                 break
             self.iterations = max(self.iterations, it)
-            wi = be.index(work)
+            wi = a.index(work, self.ref)
             fw = f if len(work) == m else self.subset(f, wi)
             xw = {b: v[wi] for b, v in x.items()}
             tw, hw, Hw = _rows(t, wi, m), _rows(h, wi, m), H_old[wi]
@@ -320,7 +252,7 @@ class NewtonSolver:
             renew = stale[work]
             if renew.any():
                 ri = np.flatnonzero(renew)
-                rix = be.index(ri)
+                rix = a.index(ri, self.ref)
                 fr = fw if len(ri) == len(work) else self.subset(fw, rix)
                 D = self.jacobian(
                     fr,
@@ -332,37 +264,31 @@ class NewtonSolver:
                     pw[rix],
                     method,
                 )
-                eye = be.xp.eye(D.shape[-1], dtype=be.dtype)
-                if be.torch:
-                    eye = eye.to(be.device)
                 if A is None:
-                    A = be.xp.zeros((m, *D.shape[1:]), dtype=be.dtype)
-                    if be.torch:
-                        A = A.to(be.device)
-                A[be.index(work[ri])] = eye - D
+                    A = a.zeros((m, *D.shape[1:]), self.ref)
+                A[a.index(work[ri], self.ref)] = a.eye(D.shape[-1], self.ref) - D
                 stale[work[ri]] = False
-            direction = be.solve(A[wi], pw - yw)
+            direction = a.solve(A[wi], pw - yw)
             result = self._line_search(fw, xw, Hw, tw, hw, yw, pw, mw, direction)
             accepted, y_new, phi_new, level_new, rho_new, merit_new = result
             acc = work[accepted]
-            ai, ai_w = be.index(acc), be.index(np.flatnonzero(accepted))
-            rho_old = be.np(rho)[acc]
-            y, phi, level, rho, merit = (be.copy(v) for v in (y, phi, level, rho, merit))
+            ai, ai_w = a.index(acc, self.ref), a.index(np.flatnonzero(accepted), self.ref)
+            rho_old = a.to_numpy(rho)[acc]
+            y, phi, level, rho, merit = (a.copy(v) for v in (y, phi, level, rho, merit))
             y[ai], phi[ai], level[ai] = y_new[ai_w], phi_new[ai_w], level_new[ai_w]
             rho[ai], merit[ai] = rho_new[ai_w], merit_new[ai_w]
             rejected = work[~accepted]
             stuck[rejected[~stale[rejected]]] = True  # no decrease even with a fresh Jacobian
             with np.errstate(invalid="ignore"):
-                slow = ~(be.np(rho)[acc] <= 0.1 * rho_old)
+                slow = ~(a.to_numpy(rho)[acc] <= 0.1 * rho_old)
             stale[rejected] = True
             stale[acc[slow]] = True
             done = self._converged(rho, level, tol)
         return y, rho, level, ~done
 
-    @staticmethod
-    def _converged(rho: Any, level: Any, tol: float) -> np.ndarray:
-        r = rho.detach().cpu().numpy() if hasattr(rho, "detach") else np.asarray(rho)
-        lv = level.detach().cpu().numpy() if hasattr(level, "detach") else np.asarray(level)
+    def _converged(self, rho: Any, level: Any, tol: float) -> np.ndarray:
+        """Per row, in numpy: ρ ≤ tol + ε_Φ."""
+        r, lv = self.a.to_numpy(rho), self.a.to_numpy(level)
         with np.errstate(invalid="ignore"):
             return r <= tol + lv  # NaN: not converged
 
@@ -381,18 +307,18 @@ class NewtonSolver:
         """Per row: y + λδ for λ = 1, ½, … (Armijo on the merit, or converged), then Φ(y);
         returns the accepted mask and the new y, Φ, ε_Φ, ρ, merit (rows not accepted keep
         placeholders)."""
-        be, tol = self.be, self.scheme.tol
+        a, tol = self.a, self.scheme.tol
         m = y.shape[0]
-        out_y, out_phi = be.copy(y), be.copy(phi)
-        out_level, out_rho, out_merit = be.zeros(m), be.zeros(m), be.copy(merit)
+        out_y, out_phi = a.copy(y), a.copy(phi)
+        out_level, out_rho, out_merit = a.zeros(m, self.ref), a.zeros(m, self.ref), a.copy(merit)
         accepted = np.zeros(m, dtype=bool)
-        merit_np = be.np(merit)
+        merit_np = a.to_numpy(merit)
         lam = 1.0
         for k in range(_BACKTRACKS + 1):
             pending = np.flatnonzero(~accepted)
             if len(pending) == 0:
                 break
-            pi = be.index(pending)
+            pi = a.index(pending, self.ref)
             fp = f if len(pending) == m else self.subset(f, pi)
             xp_ = {b: v[pi] for b, v in x.items()}
             tp, hp = _rows(t, pi, m), _rows(h, pi, m)
@@ -400,7 +326,7 @@ class NewtonSolver:
             trial = phi[pi] if k == _BACKTRACKS else y[pi] + lam * direction[pi]
             ph, lv = self.evaluate(fp, xp_, H_old[pi], trial, tp, hp)
             rho, mer = self.measure(trial, ph)
-            mer_np, ok = be.np(mer), self._converged(rho, lv, tol)
+            mer_np, ok = a.to_numpy(mer), self._converged(rho, lv, tol)
             with np.errstate(invalid="ignore"):
                 bound = (1 - 2 * _ARMIJO * lam) * merit_np[pending]
                 if k == _BACKTRACKS:
@@ -408,8 +334,8 @@ class NewtonSolver:
                 ok |= mer_np <= bound
                 ok &= np.isfinite(mer_np)
             if ok.any():
-                src = be.index(np.flatnonzero(ok))
-                dst = be.index(pending[ok])
+                src = a.index(np.flatnonzero(ok), self.ref)
+                dst = a.index(pending[ok], self.ref)
                 out_y[dst], out_phi[dst], out_level[dst] = trial[src], ph[src], lv[src]
                 out_rho[dst], out_merit[dst] = rho[src], mer[src]
                 accepted[pending[ok]] = True
@@ -421,15 +347,15 @@ class NewtonSolver:
     ) -> tuple[Any, Any, np.ndarray, np.ndarray]:
         """y (m, n), the residual beyond rounding (m,), failed (m,) and halvings (m,), with
         failed rows re-stepped in two half steps (recursively)."""
-        be, scheme = self.be, self.scheme
+        a, scheme = self.a, self.scheme
         y, rho, level, failed = self.solve(f, x, t, h, self.method(f, x, t))
         excess = rho - level
-        excess = be.xp.where(excess > 0, excess, 0 * excess)  # NaN stays NaN
+        excess = a.where(excess > 0, excess, 0 * excess)  # NaN stays NaN
         m = y.shape[0]
         halvings = np.zeros(m, dtype=int)
         if failed.any() and depth < scheme.max_halvings:
             rows = np.flatnonzero(failed)
-            ri = be.index(rows)
+            ri = a.index(rows, self.ref)
             fs = self.subset(f, ri)
             xs = {b: v[ri] for b, v in x.items()}
             ts, hs = _rows(t, ri, m), _rows(h, ri, m)
@@ -438,14 +364,14 @@ class NewtonSolver:
             y2, e2, f2, k2 = y1, e1, f1, k1
             go = np.flatnonzero(~f1)
             if len(go):  # the second half from where the first half succeeded
-                gi = be.index(go)
+                gi = a.index(go, self.ref)
                 fg = fs if len(go) == len(rows) else self.subset(fs, gi)
                 tg, hg = _rows(ts, gi, len(rows)), _rows(hh, gi, len(rows))
-                y2, e2, f2, k2 = be.copy(y1), be.copy(e1), f1.copy(), k1.copy()
+                y2, e2, f2, k2 = a.copy(y1), a.copy(e1), f1.copy(), k1.copy()
                 yb, eb, fb, kb = self.advance(fg, self.unflat(y1[gi]), tg + hg, hg, depth + 1)
-                y2[gi], e2[gi] = yb, be.maximum(e1[gi], eb)
+                y2[gi], e2[gi] = yb, a.maximum(e1[gi], eb)
                 f2[go], k2[go] = fb, np.maximum(k1[go], kb)
-            y, excess = be.copy(y), be.copy(excess)
+            y, excess = a.copy(y), a.copy(excess)
             y[ri], excess[ri] = y2, e2
             failed = failed.copy()
             failed[rows] = f2
@@ -454,12 +380,13 @@ class NewtonSolver:
 
     def step(self, f: Field, x: State, t: Any, h: Any) -> Step:
         y, excess, failed, halvings = self.advance(f, x, t, h, 0)
-        finite = np.isfinite(self.be.np(y)).all(-1)
+        a = self.a
+        finite = np.isfinite(a.to_numpy(y)).all(-1)
         # a failed row with a finite state reports +inf where its residual is not finite
-        bad = failed & finite & ~np.isfinite(self.be.np(excess))
+        bad = failed & finite & ~np.isfinite(a.to_numpy(excess))
         if bad.any():
-            excess = self.be.copy(excess)
-            excess[self.be.index(np.flatnonzero(bad))] = float("inf")
+            excess = a.copy(excess)
+            excess[a.index(np.flatnonzero(bad), self.ref)] = float("inf")
         info = {
             "residual": excess,
             "failed": failed,

@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from ..arrays import arrays_of
+
 __all__ = ["LevenbergMarquardt", "Metric"]
 
 
@@ -144,17 +146,12 @@ class LevenbergMarquardt(Metric):
         return np.stack(cols, axis=-1)  # (batch, m, n)
 
     def apply(self, problem: Any, theta: Any, g: Any) -> Any:
-        torch_in = hasattr(theta, "detach")
-        th = theta.detach().cpu().numpy() if torch_in else np.asarray(theta)
-        gv = g.detach().cpu().numpy() if torch_in else np.asarray(g)
+        a = arrays_of(theta)  # the result is of θ's library, with g's dtype (and device)
+        th, gv = a.to_numpy(theta), a.to_numpy(g)
         J = self.jacobian(problem, th.astype(np.float64))
         A = np.einsum("bmi,bmj->bij", J, J) + self.mu * np.eye(th.shape[1])
         out = np.linalg.solve(A, gv.astype(np.float64)[..., None])[..., 0]
-        if torch_in:
-            import torch
-
-            return torch.as_tensor(out, dtype=g.dtype, device=g.device)
-        return out.astype(gv.dtype, copy=False)
+        return a.constant(out, g if a.torch else gv)
 
 
 @dataclass

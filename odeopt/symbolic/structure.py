@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
+from ..arrays import arrays_of
 from ..errors import StructureError
 from .language import Block, Gradient, Loss, Reduction, Time
 from .validation import Parameter
@@ -229,8 +230,7 @@ def check_kinetic_values(
         vals = []
         for s in syms:
             v = values[by_symbol[s].name]
-            v = v.detach().cpu().numpy() if hasattr(v, "detach") else v
-            vals.append(np.asarray(v, dtype=float))
+            vals.append(np.asarray(arrays_of(v).to_numpy(v), dtype=float))
         with np.errstate(all="ignore"):
             got = np.asarray(sp.lambdify(syms, kappa, "numpy")(*vals), dtype=float)
         bad = ~np.isfinite(got) | (got < 0)

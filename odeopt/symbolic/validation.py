@@ -24,6 +24,7 @@ import numpy as np
 import sympy as sp
 from sympy.core.function import AppliedUndef
 
+from ..arrays import arrays_of
 from ..errors import StructureError
 from .language import Block, Gradient, Loss, Reduction, Time, coordinate_symbols
 from .level_set import EnergyLevel
@@ -86,7 +87,7 @@ def check_value(p: Parameter, value: Any, error: type[Exception]) -> None:
     if value is None:
         return
     try:
-        arr = np.asarray(value.detach().cpu() if hasattr(value, "detach") else value, float)
+        arr = np.asarray(arrays_of(value).to_numpy(value), float)
     except (TypeError, ValueError) as exc:
         raise error(f"parameter {p.name!r} must be a real number, got {value!r}") from exc
     if not np.all(np.isfinite(arr)):
