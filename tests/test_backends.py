@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import nan_beyond
 
 import odeopt as oo
 from odeopt import problems, zoo
@@ -156,24 +157,12 @@ def test_gtol_stops_converged_rows(backend: str) -> None:
     np.testing.assert_allclose(tr.t_stop, first, atol=0.0101)
 
 
-def _nan_beyond(limit: float):
-    """F = −½θ² (ascent: |θ| grows as eᵗ), undefined (NaN) where θ > limit; ∇F stays finite."""
-
-    def value(th):
-        F = -0.5 * (th**2).sum(-1)
-        if isinstance(th, torch.Tensor):
-            return torch.where(th[:, 0] > limit, torch.full_like(F, float("nan")), F)
-        return np.where(th[:, 0] > limit, np.nan, F)
-
-    return problems.from_functions(value, lambda th: -th, dim=1)
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_an_undefined_objective_flags_its_row_and_no_nan_enters(backend: str) -> None:
     """θ₀ = 1 reaches the NaN region θ > 1.5 at t = ln 1.5 ≈ 0.405; θ₀ = 0.1 never does."""
 
     def call():
-        return integrate(backend, GF, _nan_beyond(1.5), {"theta": [[1.0], [0.1]]}, t1=1.0)
+        return integrate(backend, GF, nan_beyond(1.5), {"theta": [[1.0], [0.1]]}, t1=1.0)
 
     if backend == "numba":  # it compiles the objective's sympy form, which this one lacks
         return refuses(backend, "callable_objective", call)

@@ -54,7 +54,7 @@ SMALL = {
         "QUADRATIC_ITERATIONS, QUADRATIC_PROBLEMS = 40, 8\n"
         "DIGITS_ITERATIONS, DIGITS_PROBLEMS, DIGITS_VALIDATE_EVERY = 6, 8, 6"
     ),
-    # H never rising over t in [0, 5]; the full run to t = 60 is tests/test_research.py's
+    # H never rising over t in [0, 5]; the full run to t = 60 is tests/zoo/test_massaroli.py's
     "research_systems.ipynb": "MASSAROLI_T_END = 5.0",
     # three damping factors still show the rate rising and the worst case falling with c
     "deriving_rules.ipynb": "SWEEP_C = [0.0, 1.0, 2.0]",

@@ -374,7 +374,8 @@ def test_skew_and_symmetry_tolerance_on_floats() -> None:
 
 
 # ----------------------------------------------------------------------------- verdicts
-# The zoo's verdicts (all unchanged but Adam's) are tested in test_research.py with `show`.
+# The zoo's verdicts (all unchanged but Adam's) are tested with `show` in
+# tests/zoo/test_every_system.py.
 
 
 def test_adam_is_passive_not_dissipative() -> None:

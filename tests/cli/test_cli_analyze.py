@@ -1,5 +1,5 @@
 """``odeopt analyze``: the analysis of a zoo rule from the command line (in-process main([...]),
-as tests/test_cli.py runs the other subcommands)."""
+as tests/cli/test_cli.py runs the other subcommands)."""
 
 from __future__ import annotations
 
