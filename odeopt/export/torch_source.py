@@ -332,6 +332,6 @@ _CLASS = '''class <<CLS>>(Optimizer):
 @levelset        glob["updates"] = glob.get("updates", 0) + 1
 @uniform        _after_update(glob, V)  # progress is judged on updates only
 @gaussian        if self.noise > 0:
-@gaussian            moms = [m for G in groups for m in G[<<MOMENTUM>>]]
+@gaussian            moms = [s[<<MOMENTUM>>] for G in groups for s in G["_states"]]  # new
 @gaussian            _bounce_gaussian(moms, glob, self.seed, self.noise, self.process_group)
         return loss'''

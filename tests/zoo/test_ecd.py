@@ -279,3 +279,29 @@ def test_bbi_with_g_of_v_exports_and_trains(digits) -> None:
     m = copy.deepcopy(model)
     _, losses = run_steps(Opt(m.parameters(), lr=0.05, delta_v=-0.1), m, X, y, 200)
     assert np.all(np.isfinite(losses)) and losses[-1] < 0.7 * losses[0]
+
+
+@pytest.mark.parametrize("scheme", ["euler", "symplectic_euler"])
+def test_ecdsep_noise_moves_the_momentum_the_step_keeps(scheme: str) -> None:
+    """ECDSep's Gaussian noise acts on the momentum kept in the state after the step, whether
+    the scheme updates it in place (symplectic Euler) or makes a new tensor (Euler)."""
+    Opt = oo.discretize(zoo.ecdsep(), scheme).to_torch()
+
+    def run(noise: float) -> torch.Tensor:
+        torch.manual_seed(0)
+        w = torch.nn.Parameter(torch.randn(5, dtype=torch.float64) + 2)
+        opt = Opt([w], lr=0.05, noise=noise, seed=3)
+
+        def closure():
+            opt.zero_grad()
+            loss = ((w - 1) ** 2).sum() + 1.0
+            loss.backward()
+            return loss
+
+        for _ in range(5):
+            opt.step(closure)
+        return w.detach().clone()
+
+    quiet = run(0.0)
+    assert not torch.equal(run(0.5), quiet)
+    assert not torch.equal(run(5e-5), quiet)
