@@ -72,14 +72,6 @@ class SaveAt:
             f"save is 'all', 'final' or a positive integer K (every K-th step); got {save!r}"
         )
 
-    def legacy(self) -> tuple[str | int, Any]:
-        """The same request as the flat keywords (save, t_eval)."""
-        if self.t is not None:
-            return "all", self.t
-        if self.final:
-            return "final", None
-        return ("all" if self.every in (None, 1) else int(self.every)), None
-
 
 @dataclass(frozen=True)
 class Stop:

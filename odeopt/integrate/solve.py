@@ -18,18 +18,13 @@ from .backends import choose, get
 from .backends.scipy import SCIPY_METHODS
 from .backends.torchdiffeq import torchdiffeq_methods
 from .events import Event
-from .inputs import prepare_params as _prepare_params
-from .inputs import prepare_x0 as _prepare_x0
-from .options import Request, SaveAt, Stop, _check_arguments, _save_steps, _time_grid, normalize
+from .options import Request, SaveAt, Stop, _check_arguments, normalize
 from .trajectory import Trajectory
 
 if TYPE_CHECKING:
     from ..symbolic.system import PortHamiltonian
 
 __all__ = ["SCIPY_METHODS", "integrate", "torchdiffeq_methods"]
-
-# the helpers the numba backend calls (unchanged signatures)
-_NUMBA_HELPERS = (_check_arguments, _prepare_params, _prepare_x0, _save_steps, _time_grid)
 
 
 def integrate(
