@@ -23,7 +23,7 @@ def test_statuses_are_listed_in_one_place() -> None:
 )
 def test_an_undefined_objective_flags_its_row_and_no_nan_enters(backend, scheme, h) -> None:
     """θ₀ = 1 reaches the NaN region θ > 1.5 at t = ln 1.5 ≈ 0.405; θ₀ = 0.1 never does (the
-    same for every backend with rk4 or its own solver: tests/test_backends.py)."""
+    same for every backend with rk4 or its own solver: tests/integrate/test_backends.py)."""
     x0 = np.array([[1.0], [0.1]])
     if backend in ("torch", "torchdiffeq"):
         x0 = torch.tensor(x0)

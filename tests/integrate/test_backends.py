@@ -279,7 +279,7 @@ def test_switches(backend: str) -> None:
 )
 def test_heavy_ball_matches_a_tight_reference(backend: str, kw: dict) -> None:
     """Heavy ball on Himmelblau against numpy's rk4 at h = 5e-4 (a second-order system whose
-    solution has no closed form; numba's equality with numpy: tests/test_numba_backend.py)."""
+    solution has no closed form; numba's equality with numpy: test_numba_backend.py)."""
     hb = zoo.heavy_ball(friction=0.5)
     x0 = {"theta": np.random.default_rng(0).uniform(-1, 1, (4, 2))}
     ref = oo.integrate(hb, problems.himmelblau(), x0, t_span=(0, 2), steps=4000, scheme="rk4")
