@@ -30,8 +30,6 @@ REFUSAL = {
     ("scipy", "gtol"): "gtol stops trajectories of odeopt's own schemes",
     ("torchdiffeq", "gtol"): "events and gtol are not supported with torchdiffeq",
     ("torchdiffeq", "events"): "events and gtol are not supported with torchdiffeq",
-    ("numba", "level_sets"): "level-set system",
-    ("numba", "switches"): "switches parameters",
     ("scipy", "switches"): "switches parameters at an event",
     ("torchdiffeq", "switches"): "switches parameters at an event",
     ("numba", "callable_objective"): "no exact sympy form",

@@ -11,9 +11,13 @@ loop, so the lanes are independent and vectorise (SIMD).
 Per lane, after each step x → x′ at t′ = t₀ + (k+1)h, as the numpy backend does:
 
 - ``diverged`` (1) when a value of x′ is not finite or |x′ᵢ| > blowup: the lane keeps x;
+- ``domain`` (5), for a level set whose domain value V(x′) ≤ 1e-40 (after the divergence
+  test; a lane that starts outside stops at t₀): the lane keeps x;
 - ``event`` (4) when a terminal event's value e(x, F, t) crossed zero in its direction: the
   crossing is located by bisection of the step τ ∈ (0, h] from x (the scheme's own step of
   τ, to within the event's ``tol``, as numpy does) and the lane keeps that state;
+- a switch (braking) where F − goal crossed from above, once per lane: located as an event,
+  the lane's parameters set and the rest of the step, h − τ, taken with them;
 - ``converged`` (2) with ``gtol`` when |∇F(θ′)| < gtol: it keeps x′;
 
 each with t_stop = t′ (the event's time for an event); a stopped lane keeps its state in
@@ -30,8 +34,10 @@ from typing import TYPE_CHECKING, Any
 
 import sympy as sp
 
-from ...symbolic.language import Reduction
-from .numba_print import LANES, _crossed, _indent, _Names, _objective_code, _Printer
+from ...symbolic.language import Block, Gradient, Reduction
+from ..stops import Domain
+from .numba_events import _EventCode
+from .numba_print import LANES, _indent, _Names, _objective_code, _Printer
 
 if TYPE_CHECKING:
     from ...symbolic.system import PortHamiltonian
@@ -39,7 +45,7 @@ if TYPE_CHECKING:
 __all__ = ["kernel_source"]
 
 
-class _Kernel:
+class _Kernel(_EventCode):
     """The pieces of one kernel's source (see :func:`kernel_source`)."""
 
     def __init__(
@@ -68,6 +74,9 @@ class _Kernel:
         assert system.loss is not None
         self.loss = system.loss
         self.position = system.loss.block.name
+        # a level set's domain V (an expression of F and the parameters) > EDGE, else None
+        ls = system.level_set
+        self.domain = None if ls is None else ls.domain
         # a lane's own step τ (events: bisection), sharing the names of the state
         self.bnames = _Names(self.names.params, program.h, "hl", "jnv_", self.names.ids)
 
@@ -125,8 +134,11 @@ class _Kernel:
                 )
             else:
                 self.reduce_in(ins.expr, out, reductions, "r", names)
+                expr = ins.expr
+                if expr.has(sp.Piecewise):  # the projection: its factor once per lane
+                    expr = self.per_lane(expr, out, reductions, names)
                 tv = names.var(ins.target)
-                out += [f"{tv}_{j} = {self.expr(ins.expr, j, reductions, names)}" for j in range(d)]
+                out += [f"{tv}_{j} = {self.expr(expr, j, reductions, names)}" for j in range(d)]
         outputs = self.program.outputs
         for b in self.blocks:
             if b in outputs:
@@ -138,16 +150,82 @@ class _Kernel:
         out.append("good = " + " & ".join(f"(abs(n_{b}_{j}) <= bl)" for b, j in self.rows))
         return out
 
+    def per_lane(
+        self, expr: sp.Expr, out: list[str], done: dict[sp.Symbol, str], names: Any
+    ) -> sp.Expr:
+        """``expr`` with its per-lane (not per-coordinate) common subexpressions and its
+        Piecewise factors computed once per lane into temporaries (lines in ``out``, names
+        in ``done``), in the order of numpy's generated code (:mod:`odeopt.symbolic.codegen`:
+        CSE, temporaries ``x0_, x1_, …``), so that the projection's branch (|S* − S| < tol)
+        and its cancellation in S* = E²/V − V round as numpy's do."""
+        start = sum(1 for k in done if not isinstance(k, Reduction))
+        temps, (reduced,) = sp.cse([expr], symbols=sp.numbered_symbols("x", start=start))
+        back: dict[sp.Symbol, sp.Expr] = {}
+        for sym, e in temps:
+            e = e.xreplace(back)
+            if any(isinstance(s, (Block, Gradient)) for s in e.free_symbols):
+                back[sym] = e  # per coordinate: left in the expression
+                continue
+            done[sym] = f"{sym.name}_{names.h_name}"
+            out.append(f"{done[sym]} = {self.expr(e, 0, done, names)}")
+        reduced = reduced.xreplace(back)
+        for k, pw in enumerate(sorted(reduced.atoms(sp.Piecewise), key=sp.default_sort_key)):
+            sym = sp.Symbol(f"pw{k}")
+            done[sym] = f"pw{k}_{names.h_name}"
+            out.append(f"{done[sym]} = {self.expr(pw, 0, done, names)}")
+            reduced = reduced.xreplace({pw: sym})
+        return reduced
+
     def commit(self) -> list[str]:
         """Keep the new state of the running lanes that stay within the bound; ``gd[i]``
         False marks a running lane that diverged in this step (the caller stops it), and
         ``ok`` ends False when there is one. (A second copy of the loop for blocks whose
         lanes all run, without the mask, measured no faster and doubles the compile time.)"""
         old = {(b, j): f"{self.names.var(self.bsym[b])}_{j}" for b, j in self.rows}
-        out = ["a = act[i]", "upd = a & good", "gg = good | (not a)", "gd[i] = gg", "ok = ok & gg"]
+        upd = "upd = a & good" + (" & (not dom)" if self.domain is not None else "")
+        out = ["a = act[i]", upd, "gg = good | (not a)", "gd[i] = gg", "ok = ok & gg"]
+        if self.domain is not None:  # a running lane that left the domain (stopped after)
+            out += ["dd = a & good & dom", "DM[i] = dd", "anyd = anyd | dd"]
         if self.events:  # the state before the step, from which an event is located
             out += [f"O_{b}_{j}[i] = {old[b, j]}" for b, j in self.rows]
         return out + [f"S_{b}_{j}[i] = n_{b}_{j} if upd else {old[b, j]}" for b, j in self.rows]
+
+    def outside(self, loss: str) -> list[str]:
+        """Lines computing ``dom``: the state whose F is in ``loss`` (the loss's name bound
+        to it) is outside the level set's domain, V ≤ 1e-40 (:attr:`Domain.EDGE
+        <odeopt.integrate.stops.Domain.EDGE>`; NaN too), V compared in float64 as numpy
+        does."""
+        assert self.domain is not None
+        reds: dict[sp.Symbol, str] = {}
+        out = [f"{self.names.var(self.loss)} = {loss}"]
+        self.reduce_in(self.domain, out, reds, "dr")
+        out.append(f"vd = {self.expr(self.domain, 0, reds)}")
+        return [*out, f"dom = not (float(vd) > {Domain.EDGE!r})"]
+
+    def domain_after_step(self) -> list[str]:
+        """After the step, before the commit: F at the lane's new position and ``dom``, the
+        new state outside the domain (the lane then keeps its state before the step and
+        stops as ``domain``, after a divergence and before events and convergence)."""
+        out = _objective_code(
+            self.F,
+            self.xs,
+            "dv_",
+            [f"n_{self.position}_{j}" for j in range(self.d)],
+            "dF",
+            [],
+            self.printer,
+            grad=False,
+        )
+        return out + self.outside("dF")
+
+    def domain_at_start(self) -> list[str]:
+        """At the first save (after its finiteness test), a lane that starts outside the
+        domain stops there as ``domain`` (5) at t₀, keeping its start."""
+        stop = ["st[i] = 5", "act[i] = False", "nact -= 1", "ts[i] = tq", "ns[i] = 0"]
+        return [
+            "if (q == 0) & a & (st[i] == 0):",
+            *_indent([*self.outside("FF"), "if dom:", *_indent(stop, 1)], 1),
+        ]
 
     def converged(self) -> list[str]:
         """With gtol, after the commit: F and ∇F at the lane's new position (kept in CF, CG_j
@@ -196,85 +274,6 @@ class _Kernel:
             out += ["if q == 0:", *_indent(values, 1)]
         return out
 
-    def event_value(self, e: int) -> list[str]:
-        """Lines computing ``ev_<e>``, event e's value at the state bound to the state's names,
-        with F bound to the loss's name and the time in ``tt``."""
-        reds: dict[sp.Symbol, str] = {}
-        out: list[str] = []
-        fn = self.events[e].fn
-        self.reduce_in(fn, out, reds, f"er{e}_")
-        return [*out, f"ev_{e} = {self.expr(fn, 0, reds)}"]
-
-    def bind(self, src: str, loss: str | None) -> list[str]:
-        """Bind the state's names to ``src`` (``"S"``: the lane's arrays; ``"n"``: the new
-        state) and, where an event uses F, the loss's name to F there (``loss``, or
-        computed)."""
-        fmt = "{}_{}_{}[i]" if src == "S" else "{}_{}_{}"
-        out = [
-            f"{self.names.var(self.bsym[b])}_{j} = " + fmt.format(src, b, j) for b, j in self.rows
-        ]
-        if any(ev.needs_loss(self.system) for ev in self.events):
-            pos = [fmt.format(src, self.position, j) for j in range(self.d)]
-            L = self.names.var(self.loss)
-            if loss is not None:
-                out.append(f"{L} = {loss}")
-            else:
-                evg = [f"evg_{j}" for j in range(self.d)]
-                out += _objective_code(self.F, self.xs, "ev_", pos, L, evg, self.printer)
-        return out
-
-    def events_after_step(self) -> list[str]:
-        """In the lane loop, after the commit: a running lane whose step crossed an event
-        (its value's sign changed in the event's direction) is marked in ``FE_<e>``."""
-        out = [*self.bind("S", "cF" if self.gtol else None), "tt = DT(tn)"]
-        for e, ev in enumerate(self.events):
-            out += self.event_value(e)
-            out += [
-                f"vo = EVO_{e}[i]",
-                f"fe = upd & {_crossed('vo', f'ev_{e}', ev.direction)}",
-                f"FE_{e}[i] = fe",
-                f"EVO_{e}[i] = vo if fe else ev_{e}",
-                "anye = anye | fe",
-            ]
-        return [*out, "tt = ttk"]
-
-    def locate(self) -> list[str]:
-        """After the lane loop, per lane that crossed event e: the crossing located by
-        bisection of the step τ ∈ (0, h] to within the event's ``tol`` (as numpy: the step
-        of τ from the state before the step, τ = hi at the end), then the lane stops there
-        with status ``event`` (4), recorded in ``evi, evt, evk``."""
-        bstep = self.step(self.bnames, "O")
-        k = bstep.index("INVARIANTS") + 1
-        own = [f"{v} = {self.printer.doprint(e)}" for e, v in self.bnames.invariants.items()]
-        bstep = bstep[:k] + own + bstep[k:]
-        out = ["if anye:", f"    for i in range({LANES}):"]
-        for e, ev in enumerate(self.events):
-            # one copy of the step: τ = mid while hi − lo > tol, then τ = hi (the result)
-            search = [
-                f"done = not (hi - lo > {float(ev.tol)!r})",
-                "mid = 0.5 * (lo + hi)",
-                "hl = DT(hi) if done else DT(mid)",
-                "tt = ttk",
-                *bstep,
-                "if done:",
-                "    break",
-                *self.bind("n", None),
-                "tt = ttk + hl",
-                *self.event_value(e),
-                f"c = {_crossed('vo', f'ev_{e}', ev.direction)}",
-                "hi = mid if c else hi",
-                "lo = lo if c else mid",
-            ]
-            found = [f"S_{b}_{j}[i] = n_{b}_{j}" for b, j in self.rows]
-            found += ["st[i] = 4", "act[i] = False", "nact -= 1", "ts[i] = tk + hi"]
-            found += ["tm[i] = tk + hi", "ns[i] = k + 1", f"evi[i] = {e}", "evt[i] = tk + hi"]
-            found += ["evk[i] = k", *(["cvd[i] = False"] if self.gtol else [])]
-            out += _indent([f"if FE_{e}[i]:", f"    FE_{e}[i] = False", "    if act[i]:"], 2)
-            out += _indent([f"vo = EVO_{e}[i]", "lo = 0.0", "hi = h64"], 4)
-            out += _indent(["while True:", *_indent(search, 1)], 4)
-            out += _indent(found, 4)
-        return out
-
 
 def kernel_source(
     system: PortHamiltonian,
@@ -303,6 +302,10 @@ def kernel_source(
     faster (the 10–12× of the issue is that of a loop without the test)."""
     K = _Kernel(system, program, F, xs, lane_params, gtol, events)
     step, measure = K.step(), K.measure()  # names the invariants
+    dom = K.domain is not None
+    if dom:  # the level set's domain: after the step, and at the start
+        step += K.domain_after_step()
+        start = K.domain_at_start()
     conv = K.converged() if gtol else []
     if events:
         conv += K.events_after_step()
@@ -318,6 +321,8 @@ def kernel_source(
     block_inv = [(e, v) for e, v in invs if (e, v) not in lane_inv]
     args = [f"X0_{b}" for b in K.blocks] + ["P"] + [f"OUT_{b}" for b in K.blocks]
     args += "VH VF VG status tstop nstep saveat t0 hh h64 nsteps bl gtol EVI EVT EVK".split()
+    switching = [e for e, ev in enumerate(K.events) if not ev.terminal]
+    args += ["SWT", "SWK"] if switching else []  # (switches, B): time and step of each
     stop = ["act[i] = False", "nact -= 1", "ts[i] = tn", "tm[i] = tn", "ns[i] = k + 1"]
     src = [
         f"def kernel({', '.join(args)}):",
@@ -346,6 +351,8 @@ def kernel_source(
         *_indent([f"O_{b}_{j} = np.empty({L}, DTYPE)" for b, j in rows] if nev else [], 2),
         *_indent([f"EVO_{e} = np.empty({L}, DTYPE)" for e in range(nev)], 2),
         *_indent([f"FE_{e} = np.zeros({L}, np.bool_)" for e in range(nev)], 2),
+        *_indent([f"DM = np.zeros({L}, np.bool_)"] if dom else [], 2),
+        *_indent([f"SWA_{e} = np.ones({L}, np.bool_)" for e in switching], 2),
         f"        tm = np.full({L}, t0)",
         f"        tsv = np.full({L}, t0)",
         f"        ns = np.full({L}, nsteps, np.int64)",
@@ -397,6 +404,7 @@ def kernel_source(
         "                        VH[q, s + i] = HH",
         "                        VF[q, s + i] = FF",
         "                        VG[q, s + i] = gn",
+        "                    START",
         "                q += 1",
         "            if q == nsave:",
         "                break",
@@ -410,6 +418,7 @@ def kernel_source(
         "            ok = True",
         "            anyc = False",
         "            anye = False",
+        "            ANYD",
         f"            for i in range({L}):",
         *_indent(step + K.commit() + conv, 4),
         "            if not ok:",  # rare: stop the lanes that just diverged (state kept)
@@ -419,6 +428,7 @@ def kernel_source(
         "                        st[i] = 1",
         *_indent(stop, 6),
         *_indent(locate, 3),
+        "            DOMAIN",
         "            if anyc:",  # stop the lanes that just converged (new state kept)
         f"                for i in range({L}):",
         "                    if cvd[i]:",
@@ -435,11 +445,26 @@ def kernel_source(
         "            EVK[s + i] = evk[i]",
     ]
     loads = [f"{v} = I_{v.name[4:]}[i]" for _, v in lane_inv]
+    # the domain stop: a lane that left the domain keeps its state before the step
+    stops = [
+        "if anyd:",
+        f"    for i in range({L}):",
+        "        if DM[i]:",
+        "            DM[i] = False",
+    ]
+    stops += ["            st[i] = 5", *_indent(stop, 3)]
+    fill = {
+        "INVARIANTS": loads,
+        "LANEINV": [f"I_{v.name[4:]}[i] = {K.printer.doprint(e)}" for e, v in lane_inv],
+        "START": start if dom else [],
+        "ANYD": ["anyd = False"] if dom else [],
+        "DOMAIN": stops if dom else [],
+    }
     out: list[str] = []
     for line in src:
-        if line.strip() == "INVARIANTS":
+        if line.strip() in fill:
             pad = line[: len(line) - len(line.lstrip())]
-            out += [pad + x for x in loads]
+            out += [pad + x for x in fill[line.strip()]]
         else:
             out.append(line)
     return "\n".join(out) + "\n", K.blocks, K.pnames

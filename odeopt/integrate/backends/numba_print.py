@@ -17,7 +17,7 @@ import sympy as sp
 from sympy.core.parameters import distribute
 from sympy.printing.pycode import PythonCodePrinter
 
-from ...symbolic.language import Block, Gradient, Loss, Reduction, Time
+from ...symbolic.language import Block, Gradient, Loss, Time
 
 __all__ = ["LANES", "refuse"]
 
@@ -43,6 +43,16 @@ class _Printer(PythonCodePrinter):
 
     def _print_Float(self, expr: sp.Float) -> str:
         return f"DT({float(expr)!r})"
+
+    def _print_known_const(self, expr: sp.Expr) -> str:  # π, e, …: in the state's dtype
+        return f"DT({float(expr)!r})"
+
+    _print_Pi = _print_Exp1 = _print_EulerGamma = _print_GoldenRatio = _print_known_const
+
+    def _module_format(self, fqn: str, register: bool = True) -> str:
+        """``math.exp`` and the other functions of :mod:`math` (the kernel's namespace
+        holds ``math``), other names as the Python printer writes them."""
+        return fqn if fqn.startswith("math.") else super()._module_format(fqn, register)
 
     def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
         b, e = expr.args
@@ -93,7 +103,7 @@ class _Names:
                 sub[s] = sp.Symbol(self.h_name)
             elif s in self.params:
                 sub[s] = sp.Symbol(f"par_{self.params[s]}")
-            elif isinstance(s, Reduction):
+            elif s in reductions:  # a reduction, or a per-lane temporary (projection)
                 sub[s] = sp.Symbol(reductions[s])
             else:
                 raise refuse(f"the update program uses {s}, which it does not compile")
@@ -137,16 +147,18 @@ def _objective_code(
     out_F: str | None,
     out_g: Sequence[str],
     printer: _Printer,
+    grad: bool = True,
 ) -> list[str]:
-    """Lines computing F (when ``out_F``) and ∇F at the coordinates ``theta`` (CSE'd)."""
+    """Lines computing F (when ``out_F``) and ∇F (when ``grad``: into ``out_g``) at the
+    coordinates ``theta`` (CSE'd)."""
     local = [sp.Symbol(f"{prefix}x{j}") for j in range(len(xs))]
     with distribute(False):  # keep 2·(x + y² − 7) factored, as the problems' numpy code is
-        exprs = ([F] if out_F else []) + [sp.diff(F, x) for x in xs]
+        exprs = ([F] if out_F else []) + ([sp.diff(F, x) for x in xs] if grad else [])
         exprs = [e.xreplace(dict(zip(xs, local, strict=True))) for e in exprs]
         reps, reduced = sp.cse(exprs, symbols=sp.numbered_symbols(f"{prefix}c"))
     lines = [f"{lv} = {tv}" for lv, tv in zip(local, theta, strict=True)]
     lines += [f"{s} = {printer.doprint(e)}" for s, e in reps]
-    targets = ([out_F] if out_F else []) + list(out_g)
+    targets = ([out_F] if out_F else []) + (list(out_g) if grad else [])
     lines += [f"{t} = {printer.doprint(e)}" for t, e in zip(targets, reduced, strict=True)]
     return lines
 
