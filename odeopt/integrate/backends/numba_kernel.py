@@ -3,7 +3,8 @@ parameters and the objective's exact formula, printed as one numba function.
 
 The update program of a fixed-step scheme (:func:`odeopt.discretize`) and ``problem.sympy()``
 are sympy expressions; they are printed unrolled over the problem's d coordinates. The kernel
-runs blocks of :data:`LANES` trajectories in parallel (``prange``); a block keeps each
+runs the blocks ``blk_lo`` to ``blk_hi`` of :data:`LANES` trajectories (it is compiled without
+the GIL, and threads run disjoint ranges of blocks in parallel); a block keeps each
 coordinate of each block of the state as a contiguous array of its lanes, and the whole step
 (objective, gradient, scheme, divergence test) runs as one loop over the lanes inside the time
 loop, so the lanes are independent and vectorise (SIMD).
@@ -323,12 +324,13 @@ def kernel_source(
     args += "VH VF VG status tstop nstep saveat t0 hh h64 nsteps bl gtol EVI EVT EVK".split()
     switching = [e for e, ev in enumerate(K.events) if not ev.terminal]
     args += ["SWT", "SWK"] if switching else []  # (switches, B): time and step of each
+    args += ["blk_lo", "blk_hi"]  # the blocks this call runs (each thread calls a range)
     stop = ["act[i] = False", "nact -= 1", "ts[i] = tn", "tm[i] = tn", "ns[i] = k + 1"]
     src = [
         f"def kernel({', '.join(args)}):",
         "    B = VH.shape[1]",
         "    nsave = saveat.shape[0]",
-        f"    for blk in numba.prange((B + {L - 1}) // {L}):",
+        "    for blk in range(blk_lo, blk_hi):",
         f"        s = blk * {L}",
         f"        m = min({L}, B - s)",
         "        DTYPE = VH.dtype",
