@@ -159,3 +159,15 @@ def test_switches_refuse_continuous_solvers() -> None:
         oo.integrate(
             zoo.braking(goal=0.5), pb, {"theta": np.ones((1, 2))}, t_span=(0, 1), scheme="rk45"
         )
+
+
+def test_switches_with_an_adaptive_scheme_name_the_switch_not_user_events() -> None:
+    """braking gets no events= from the user: the refusal names its switch and the scheme."""
+    with pytest.raises(ValueError, match="braking switches parameters.*'euler_richardson'"):
+        oo.integrate(
+            zoo.braking(goal=0.5),
+            problems.quadratic(2),
+            {"theta": np.ones((1, 2))},
+            t_span=(0, 1),
+            scheme="euler_richardson",
+        )

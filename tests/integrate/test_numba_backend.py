@@ -270,3 +270,14 @@ def test_torch_x0_refused() -> None:
             backend="numba",
             save="final",
         )
+
+
+def test_t_span_with_h_runs_the_fixed_grid_numpy_runs() -> None:
+    """t_span=(0, 1) with h = 0.02 is 50 fixed steps, as on numpy (same saves, same states)."""
+    x0 = {"theta": _starts(50)}
+    kw = {"t_span": (0.0, 1.0), "h": 0.02, "save": 10}
+    fast = oo.integrate(HB, HIMMELBLAU, x0, backend="numba", **kw)
+    ref = oo.integrate(HB, HIMMELBLAU, x0, backend="numpy", **kw)
+    np.testing.assert_array_equal(fast.t, ref.t)
+    np.testing.assert_allclose(fast["theta"], ref["theta"], rtol=0, atol=1e-12)
+    assert fast.status.tolist() == ref.status.tolist()

@@ -117,5 +117,11 @@ class BatchBackend(Backend):
             grid = t0 + np.asarray(save_at, dtype=float) * h_fixed
             return Plan(scheme, method, events, grid, t0, t1, True, n_steps, h_fixed, save_at)
         if events and scheme is not None:
+            if req.system.switches and not req.events:
+                raise ValueError(
+                    f"{req.system.name} switches parameters at an event located per trajectory "
+                    f"on a fixed step; the adaptive scheme {scheme.name!r} does not locate "
+                    "events: pick a fixed-step scheme, e.g. 'rk4'"
+                )
             raise ValueError("events are located with fixed-step schemes; pick one, e.g. 'rk4'")
         return Plan(scheme, method, events, adaptive_grid(req.save, t0, t1), t0, t1, False)

@@ -74,6 +74,8 @@ _KERNELS: dict[tuple[str, int, str], Any] = {}
 #: generated sources by (system, scheme, problem, per-lane parameters, gtol given)
 #: (the objects are kept in the value, so that their ids stay theirs)
 _SOURCES: dict[tuple[Any, ...], tuple[Any, Any, Any]] = {}
+#: at most this many sources (and the systems and problems they hold) are kept
+_MAX_SOURCES = 64
 
 
 def _parallel(kernel: Any, blocks: int, *args: Any) -> None:
@@ -160,8 +162,8 @@ def _check_supported(request: Request) -> tuple[Any, Any]:
             )
     if request.controller is not None or request.save.t is not None:
         raise refuse("controller= and t_eval= are for adaptive schemes")
-    if request.steps is None:
-        raise refuse("it runs fixed steps: give steps= (with h or t_span), not t_span alone")
+    if request.steps is None and (request.h is None or request.t_span is None):
+        raise refuse("it runs fixed steps: give steps= or h= with t_span, not t_span alone")
     if getattr(problem, "time_dependent", False):
         raise refuse("the objective is time-dependent")
     form = problem.sympy() if hasattr(problem, "sympy") else None
@@ -204,6 +206,8 @@ def _source(
         raise refuse(f"the scheme {sch.name!r} is adaptive (it has an error estimate)")
     F_expr, xs = form
     cached = kernel_source(system, program, F_expr, tuple(xs), lane, gtol, events)
+    if len(_SOURCES) >= _MAX_SOURCES:  # keep the newest: old systems and problems can go
+        del _SOURCES[next(iter(_SOURCES))]
     _SOURCES[key] = (system, problem, cached)
     return cached
 
