@@ -109,8 +109,9 @@ def _nonfinite(tensors):
 
     One pass over the tensors, then one host synchronisation. On accelerators max |x| per
     tensor (the fused ``torch._foreach_norm(tensors, inf)``, which cannot overflow). On the
-    CPU, for a few large tensors, the 2-norm of each (the fastest read-only pass; an overflow
-    only makes it suspect), and for many small ones torch's fused non-finite test (the AMP
+    CPU, for a few large tensors, the sum of each (the fastest read-only pass: NaN and ±inf
+    propagate, and an overflow of finite values only makes it suspect; float16/bfloat16 sum in
+    float32), and for many small ones torch's fused non-finite test (the AMP
     check at scale 1, which writes every value back unchanged, with no per-tensor dispatch).
     Only when it finds something is each tensor tested exactly (``isfinite``), to name the
     first culprit.
@@ -123,7 +124,9 @@ def _nonfinite(tensors):
             norms = torch._foreach_norm(tensors, math.inf)
             suspect = not bool(torch.stack(norms).isfinite().all())
         elif n <= 64 and sum(a.numel() for a in tensors) >= n << 16:
-            suspect = not bool(torch.stack(torch._foreach_norm(tensors)).isfinite().all())
+            wide = [torch.float32 if a.element_size() < 4 else a.dtype for a in tensors]
+            sums = [a.sum(dtype=w) for a, w in zip(tensors, wide, strict=True)]
+            suspect = not bool(torch.stack(sums).isfinite().all())
         else:
             found = torch.zeros(1)
             torch._amp_foreach_non_finite_check_and_unscale_(tensors, found, torch.ones(1))
