@@ -8,6 +8,7 @@ from . import analysis, problems, schemes, zoo
 from .errors import StructureError
 from .export import UpdateRule, discretize
 from .integrate import Event, SaveAt, Stop, Trajectory, integrate
+from .study import Run, Study
 from .symbolic import (
     Block,
     EnergyBalance,
@@ -28,9 +29,11 @@ __all__ = [
     "EnergyBalance",
     "Event",
     "PortHamiltonian",
+    "Run",
     "SaveAt",
     "Stop",
     "StructureError",
+    "Study",
     "Trajectory",
     "UpdateRule",
     "analysis",
