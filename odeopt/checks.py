@@ -11,7 +11,7 @@ import math
 import numbers
 from typing import Any
 
-__all__ = ["check_count", "check_positive", "check_real"]
+__all__ = ["check_count", "check_positive", "check_problem", "check_real", "check_starts"]
 
 
 def _prefix(where: str) -> str:
@@ -65,3 +65,23 @@ def check_count(
     if v < minimum:
         raise ValueError(f"{_prefix(where)}{name} must be an integer ≥ {minimum}, got {name}={v}")
     return v
+
+
+def check_problem(problem: Any, where: str = "") -> None:
+    """A problem is a batched objective: it has ``value_and_grad(theta) -> (F, ∇F)``."""
+    if not hasattr(problem, "value_and_grad"):
+        raise TypeError(
+            f"{_prefix(where)}the problem must have value_and_grad(theta) -> (F, ∇F) (see "
+            f"odeopt.problems), got {type(problem).__name__}"
+        )
+
+
+def check_starts(x0: Any, where: str = "") -> None:
+    """Starts are a mapping of block names to (batch, n) arrays."""
+    from collections.abc import Mapping
+
+    if not isinstance(x0, Mapping):
+        raise TypeError(
+            f"{_prefix(where)}x0 maps block names to arrays of shape (batch, n), e.g. "
+            f"{{'theta': theta0}}; got {type(x0).__name__}"
+        )

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .checks import check_problem, check_starts
 from .integrate import integrate
 from .schemes.base import Scheme
 from .symbolic.system import PortHamiltonian
@@ -121,16 +122,8 @@ class Study:
     the problem's dimension) and named :class:`Run` s."""
 
     def __init__(self, problem: Any, x0: Mapping[str, Any], runs: Mapping[str, Run]) -> None:
-        if not hasattr(problem, "value_and_grad"):
-            raise TypeError(
-                "Study: problem must have value_and_grad(theta) (see odeopt.problems); "
-                f"got {type(problem).__name__}"
-            )
-        if not isinstance(x0, Mapping):
-            raise TypeError(
-                "Study: x0 maps block names to arrays of shape (batch, n), e.g. "
-                f"{{'theta': theta0}}; got {type(x0).__name__}"
-            )
+        check_problem(problem, "Study")
+        check_starts(x0, "Study")
         if not isinstance(runs, Mapping) or not runs:
             raise ValueError(
                 f"Study: runs must be a non-empty dict of name → oo.Run(...); got {runs!r}"

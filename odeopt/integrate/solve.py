@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..arrays import is_torch
+from ..checks import check_problem, check_starts
 from ..schemes.adaptive import StepController
 from ..schemes.base import Scheme
 from .backends import choose, get
@@ -84,16 +85,8 @@ def integrate(
 
     if not isinstance(system, PortHamiltonian):
         raise TypeError(f"integrate() takes a PortHamiltonian system, got {type(system).__name__}")
-    if not hasattr(problem, "value_and_grad"):
-        raise TypeError(
-            "the problem must have value_and_grad(theta) -> (F, ∇F) (see odeopt.problems), "
-            f"got {type(problem).__name__}"
-        )
-    if not isinstance(x0, Mapping):
-        raise TypeError(
-            "x0 maps block names to arrays of shape (batch, n), e.g. {'theta': theta0}; "
-            f"got {type(x0).__name__}"
-        )
+    check_problem(problem)
+    check_starts(x0)
     t_span, steps, h, rtol, atol, *_, chunk_size, _ = _check_arguments(
         t_span, steps, h, rtol, atol, None, 1.0, chunk_size, 1
     )

@@ -157,3 +157,7 @@ def test_bad_input_names_the_argument() -> None:
         Run.grid(oo.zoo.heavy_ball(), "euler", frictio=[0.5])
     with pytest.raises(ValueError, match=r"chunk_size must be ≥ 1; got 0"):
         Study(pb, _starts(4), good).run(chunk_size=0)
+    with pytest.raises(TypeError, match=r"Study: the problem must have value_and_grad"):
+        Study(object(), _starts(4), good)
+    with pytest.raises(TypeError, match=r"Study: x0 maps block names .* got ndarray"):
+        Study(pb, np.zeros((4, 2)), good)
