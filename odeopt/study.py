@@ -113,6 +113,11 @@ class Run:
         return runs
 
 
+def _position(system: PortHamiltonian) -> str:
+    """The block the objective reads (θ), or the system's first block."""
+    return system.loss.block.name if system.loss is not None else system.blocks[0].name
+
+
 def _is_real(v: Any) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
 
@@ -144,8 +149,7 @@ class Study:
             batch = v.shape[0]
         dim = getattr(problem, "dim", None)
         for name, r in runs.items():
-            pos = r.system.loss.block.name if r.system.loss is not None else r.system.blocks[0]
-            pos = getattr(pos, "name", pos)
+            pos = _position(r.system)
             if pos not in starts:
                 raise ValueError(
                     f"Study: x0 needs the position block {pos!r} of runs[{name!r}]; "
@@ -209,11 +213,7 @@ class Study:
         ds["F"].attrs["long_name"] = "F at the final state"
         ds["grad_norm"].attrs["long_name"] = "|∇F| at the final state"
         ds["t_stop"].attrs["long_name"] = "time the trajectory stopped (NaN: ran to the end)"
-        pos = {
-            (r.system.loss.block.name if r.system.loss is not None else r.system.blocks[0].name)
-            for r in self.runs.values()
-        }
-        ds.attrs["position"] = sorted(pos)[0]
+        ds.attrs["position"] = sorted({_position(r.system) for r in self.runs.values()})[0]
         return StudyResult(ds, self.problem)
 
 
