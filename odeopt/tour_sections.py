@@ -187,17 +187,17 @@ def research_section(sizes: TourSizes) -> list[str]:
     lines = ["## Research systems", ""]
     pb = problems.poly_three()
     x0 = np.random.default_rng(0).uniform(-3, 3, (n, 2))
+    # Bensaid's protocol: first step 0.1, |∇R| < 1e-4, run until converged (or the step cap)
+    protocol = dict(
+        t_span=(0, 1e8), h=0.1, gtol=1e-4, save="final", max_steps=sizes.research_max_steps
+    )
     runs = {
         label: integrate(
             zoo.gradient_flow(),
             pb,
             {"theta": x0},
-            t_span=(0, 1e8),
-            h=0.1,
             scheme=EnergyDecrease("euler", h_max=h_max),
-            gtol=1e-4,
-            save="final",
-            max_steps=sizes.research_max_steps,
+            **protocol,
         )
         for label, h_max in (("LC_EGD", np.inf), ("LC_EGD, h ≤ 0.2", 0.2))
     }
@@ -236,12 +236,8 @@ def research_section(sizes: TourSizes) -> list[str]:
         zoo.gradient_flow(),
         problems.poly_two(),
         {"theta": x0},
-        t_span=(0, 1e8),
-        h=0.1,
         scheme=EulerRichardson("reference", controller=ctrl),
-        gtol=1e-4,
-        save="final",
-        max_steps=sizes.research_max_steps,
+        **protocol,
     )
     points = [(-2, 1), (2, -1), (0, -1), (0, 1)]
     fin = er.final["theta"]
