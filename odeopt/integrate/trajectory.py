@@ -108,6 +108,13 @@ class Trajectory:
     A stopped trajectory keeps its last good state (and its H, F, |∇F|) at later saved times,
     ``t_stop`` is when it stopped (NaN for "ok"): NaN never enters the arrays.
     ``events`` lists every event that fired. Arrays are numpy or torch like the input.
+
+    ``steps`` (batch,) is the number of accepted steps each trajectory took (None where the
+    backend cannot count them, e.g. scipy's and torchdiffeq's solvers); ``step_size``
+    (time, batch), recorded by odeopt's adaptive schemes only (None otherwise), is the size of
+    the last step accepted before each saved point (the first step's h at t₀);
+    ``best_loss`` (batch,), with ``SaveAt(best=True)``, is min F over every accepted state of
+    the trajectory (the start included).
     """
 
     t: Any
@@ -122,6 +129,9 @@ class Trajectory:
     system_name: str = ""
     scheme: str = ""
     backend: str = ""
+    steps: np.ndarray | None = None
+    step_size: Any = None
+    best_loss: Any = None
 
     def __getitem__(self, block: str) -> Any:
         try:
@@ -169,6 +179,9 @@ class Trajectory:
             self.system_name,
             self.scheme,
             "numpy",
+            self.steps,
+            None if self.step_size is None else conv(self.step_size),
+            None if self.best_loss is None else conv(self.best_loss),
         )
 
     # -- numeric energy check
