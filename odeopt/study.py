@@ -209,6 +209,8 @@ class Study:
         data = {b: ((*dims, f"{b}_dim"), v) for b, v in finals.items()}
         data.update(F=(dims, F), grad_norm=(dims, G), t_stop=(dims, t_stop))
         data["status"] = (dims, status.astype(str))
+        for b, v in self.x0.items():
+            data[f"x0_{b}"] = (("start", f"{b}_dim"), v)
         ds = xr.Dataset(data, coords={"run": list(self.runs), "start": np.arange(self.batch)})
         ds["F"].attrs["long_name"] = "F at the final state"
         ds["grad_norm"].attrs["long_name"] = "|∇F| at the final state"
@@ -220,7 +222,8 @@ class Study:
 class StudyResult:
     """The result of :meth:`Study.run`: ``data`` (xarray Dataset, run × start: one variable
     per final block with a coordinate dimension ``<block>_dim``, ``F``, ``grad_norm``,
-    ``status``, ``t_stop``), the outcome of every start and tables over them."""
+    ``status``, ``t_stop``; the starts ``x0_<block>`` (start × ``<block>_dim``); attribute
+    ``position``, the block F reads), the outcome of every start and tables over them."""
 
     def __init__(self, data: Any, problem: Any, radius: float = 0.05) -> None:
         if not radius > 0:
@@ -296,6 +299,19 @@ class StudyResult:
             index=pd.Index(self.data["run"].values.tolist(), name="run"),
             name=f"F < {threshold:g}",
         )
+
+    def plot_basins(self, run: str, **kwargs: Any) -> Any:
+        """The starts of ``run`` coloured by outcome, minima marked (see
+        :func:`odeopt.plot.basins`); returns the matplotlib axes."""
+        from . import plot
+
+        return plot.basins(self, run, **kwargs)
+
+    def plot_table(self, **kwargs: Any) -> Any:
+        """The outcome shares of every run as stacked bars (see :func:`odeopt.plot.table`)."""
+        from . import plot
+
+        return plot.table(self, **kwargs)
 
     def __repr__(self) -> str:
         return (
