@@ -1,0 +1,385 @@
+"""The runs of a study: what one run does to one chunk of starts.
+
+Every run kind answers :meth:`execute` with the same record per start — the final blocks,
+F, |∇F|, status, t_stop, steps and (when asked) the best F along the run — so a study treats
+integrate runs (:class:`Run`) and optimizer runs (:class:`OptimizerRun`) alike.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from ..integrate import SaveAt, integrate
+from ..schemes.base import Scheme
+from ..symbolic.system import PortHamiltonian
+
+__all__ = ["OptimizerRun", "Run", "position"]
+
+#: the keywords of integrate() that a Run may set (the study sets x0, problem and save itself)
+RUN_KEYWORDS = tuple(
+    k
+    for k in inspect.signature(integrate).parameters
+    if k not in ("system", "problem", "x0", "scheme", "save", "t_eval", "chunk_size", "progress")
+)
+
+
+def position(system: PortHamiltonian) -> str:
+    """The block the objective reads (θ), or the system's first block."""
+    return system.loss.block.name if system.loss is not None else system.blocks[0].name
+
+
+def is_real(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+
+
+def _label(k: str, v: Any) -> str:
+    return f"{k}={v:g}" if is_real(v) else f"{k}={v}"
+
+
+def _expand(
+    values: Mapping[str, Any], name: str | None
+) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(run name, keyword values, grid labels) for every point of the grid of list-valued
+    ``values``; names are ``name`` then the grid values in keyword order."""
+    axes = [k for k, v in values.items() if isinstance(v, list)]
+    for k in axes:
+        if not values[k]:
+            raise ValueError(f"Run.grid: {k}=[] is empty; give at least one value")
+    out = []
+    for combo in itertools.product(*(values[k] for k in axes)):
+        labels = dict(zip(axes, combo, strict=True))
+        parts = ([name] if name else []) + [_label(k, v) for k, v in labels.items()]
+        out.append((", ".join(parts) or "run", {**values, **labels}, labels))
+    return out
+
+
+class Run:
+    """One run of a study: ``integrate(system, problem, x0, scheme=scheme, **kwargs)``.
+
+    ``kwargs`` are keywords of :func:`odeopt.integrate` (h, steps, t_span, params, gtol,
+    max_steps, backend, ...) except ``save``, ``t_eval``, ``chunk_size`` and ``progress``, which
+    the study decides (it saves the final state, and the best F along the run when asked).
+    ``labels`` are the grid values that named the run (see :meth:`grid`).
+    """
+
+    def __init__(
+        self, system: PortHamiltonian, scheme: str | Scheme = "symplectic_euler", **kwargs: Any
+    ) -> None:
+        if not isinstance(system, PortHamiltonian):
+            raise TypeError(
+                f"Run: system must be a PortHamiltonian (e.g. oo.zoo.gradient_flow()); "
+                f"got {type(system).__name__}"
+            )
+        if not isinstance(scheme, (str, Scheme)):
+            raise TypeError(
+                f"Run: scheme must be a scheme name or an odeopt scheme; got {scheme!r}"
+            )
+        unknown = sorted(set(kwargs) - set(RUN_KEYWORDS))
+        if unknown:
+            raise TypeError(
+                f"Run: unknown integrate keyword(s) {unknown}; a Run takes {list(RUN_KEYWORDS)} "
+                "(system parameters go in params={...}, save is always 'final')"
+            )
+        self.system = system
+        self.scheme = scheme
+        self.kwargs = dict(kwargs)
+        self.labels: dict[str, Any] = {}
+        self.base = ""
+
+    def __repr__(self) -> str:
+        kw = ", ".join(f"{k}={v!r}" for k, v in sorted(self.kwargs.items()))
+        return f"Run({self.system.name}, {self.scheme!r}, {kw})"
+
+    @property
+    def blocks(self) -> set[str]:
+        """The blocks this run's starts are read from."""
+        return {b.name for b in self.system.all_blocks}
+
+    @property
+    def position(self) -> str:
+        return position(self.system)
+
+    @classmethod
+    def grid(
+        cls,
+        system: PortHamiltonian,
+        scheme: str | Scheme = "symplectic_euler",
+        *,
+        name: str | None = None,
+        **values: Any,
+    ) -> dict[str, Run]:
+        """Named runs over the cartesian grid of every list-valued keyword.
+
+        Keywords are integrate keywords or parameters of ``system`` (given to it through
+        ``params``); a ``list`` value is a grid axis, anything else (a tuple such as ``t_span``
+        included) is fixed. Names are ``name`` (if given) then the grid values in keyword
+        order: ``"HB, h=0.1, friction=0.5"``; without ``name`` or a list the one run is named
+        ``"run"``.
+        """
+        names = {p.name for p in system.parameters}
+        bad = sorted(k for k in values if k not in RUN_KEYWORDS and k not in names)
+        if bad:
+            raise TypeError(
+                f"Run.grid: unknown keyword(s) {bad}; give integrate keywords "
+                f"{list(RUN_KEYWORDS)} or parameters of {system.name} {sorted(names)}"
+            )
+        runs: dict[str, Run] = {}
+        for run_name, chosen, labels in _expand(values, name):
+            params = dict(chosen.pop("params", None) or {})
+            for k in list(chosen):
+                if k in names:
+                    params[k] = chosen.pop(k)
+            if params:
+                chosen["params"] = params
+            run = cls(system, scheme, **chosen)
+            run.labels, run.base = labels, name or ""
+            runs[run_name] = run
+        return runs
+
+    def execute(
+        self, problem: Any, x0: Mapping[str, np.ndarray], index: np.ndarray, best: bool
+    ) -> dict[str, np.ndarray]:
+        """The record of starts ``x0`` (global indices ``index``): final blocks (``"x:<b>"``),
+        F, grad_norm, status, t_stop, steps (−1 where the backend does not count them) and,
+        with ``best``, best_F."""
+        x0 = {b: v for b, v in x0.items() if b in self.blocks}
+        save = SaveAt(final=True, best=True) if best else "final"
+        tr = integrate(
+            self.system, problem, x0, scheme=self.scheme, save=save, progress=False, **self.kwargs
+        ).numpy()
+        rec = {f"x:{b}": np.asarray(v, dtype=np.float64) for b, v in tr.final.items()}
+        rec.update(
+            F=np.asarray(tr.loss[-1], dtype=np.float64),
+            grad_norm=np.asarray(tr.grad_norm[-1], dtype=np.float64),
+            status=np.asarray(tr.status, dtype=str),
+            t_stop=np.asarray(tr.t_stop, dtype=np.float64),
+            steps=(
+                np.full(len(tr.status), -1, dtype=np.int64)
+                if tr.steps is None
+                else np.asarray(tr.steps, dtype=np.int64)
+            ),
+        )
+        if best:
+            rec["best_F"] = np.asarray(tr.best_loss, dtype=np.float64)
+        return rec
+
+    # -- a torch optimizer as a run
+    @staticmethod
+    def torch(
+        optimizer: Callable[..., Any],
+        steps: int,
+        *,
+        block: str = "theta",
+        seed: int | None = None,
+        batched: bool = False,
+        gtol: float | None = None,
+        blowup: float = 1e10,
+        **hyper: Any,
+    ) -> OptimizerRun:
+        """A run that steps a torch optimizer class (``torch.optim.SGD``, an exported
+        ``discretize(...).to_torch()`` class, …) ``steps`` times on the problem from every
+        start; see :class:`OptimizerRun`."""
+        return OptimizerRun(
+            optimizer,
+            steps,
+            block=block,
+            seed=seed,
+            batched=batched,
+            gtol=gtol,
+            blowup=blowup,
+            **hyper,
+        )
+
+
+class OptimizerRun:
+    """``optimizer([θ], **hyper)`` stepped ``steps`` times from every start, with a closure
+    that sets θ.grad = ∇F(θ) and returns F(θ) (the problem's ``value_and_grad`` on torch
+    float64 tensors).
+
+    * ``batched=False``: every start is its own parameter and optimizer (needed by optimizers
+      whose state couples coordinates, such as BBI's global energy); with ``seed`` the
+      optimizer gets ``seed=`` a number drawn from (seed, start index) by numpy's
+      SeedSequence, so a start's noise does not depend on the chunking.
+    * ``batched=True``: one (batch, n) parameter for a chunk, the closure returning ΣF —
+      exact for coordinate-wise optimizers (SGD, Adam, RMSprop: each row is updated by its own
+      gradient only); a seeded optimizer is refused here.
+
+    Per start: ``status`` "diverged" when F, ∇F or θ is not finite or max|θ| > ``blowup``
+    (the last finite state is kept), "converged" when |∇F| < ``gtol`` (that state is kept),
+    else "ok"; ``steps`` the optimizer steps made before it stopped; ``t_stop`` that step
+    count (NaN for "ok"); best_F the least F the closure returned (and F at the end).
+    """
+
+    def __init__(
+        self,
+        optimizer: Callable[..., Any],
+        steps: int,
+        *,
+        block: str = "theta",
+        seed: int | None = None,
+        batched: bool = False,
+        gtol: float | None = None,
+        blowup: float = 1e10,
+        **hyper: Any,
+    ) -> None:
+        if not callable(optimizer):
+            raise TypeError(
+                f"Run.torch: optimizer must be a torch optimizer class (e.g. torch.optim.SGD "
+                f"or discretize(...).to_torch()); got {optimizer!r}"
+            )
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+            raise ValueError(f"Run.torch: steps must be a positive int; got {steps!r}")
+        if seed is not None and batched:
+            raise ValueError(
+                f"Run.torch: seed={seed} with batched=True: a seeded optimizer runs one start "
+                "at a time (batched=False), so that a start's noise does not depend on the chunk"
+            )
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+            raise TypeError(f"Run.torch: seed must be an int; got {seed!r}")
+        if gtol is not None and not (is_real(gtol) and gtol > 0):
+            raise ValueError(f"Run.torch: gtol must be a positive number; got {gtol!r}")
+        if not (is_real(blowup) and blowup > 0):
+            raise ValueError(f"Run.torch: blowup must be a positive number; got {blowup!r}")
+        self.optimizer = optimizer
+        self.steps = int(steps)
+        self.block = block
+        self.seed = None if seed is None else int(seed)
+        self.batched = bool(batched)
+        self.gtol = gtol
+        self.blowup = float(blowup)
+        self.hyper = dict(hyper)
+        self.labels: dict[str, Any] = {}
+        self.base = ""
+
+    def __repr__(self) -> str:
+        name = getattr(self.optimizer, "__name__", repr(self.optimizer))
+        kw = ", ".join(f"{k}={v!r}" for k, v in sorted(self.hyper.items()))
+        return (
+            f"Run.torch({name}, steps={self.steps}, seed={self.seed}, batched={self.batched}, "
+            f"gtol={self.gtol}, blowup={self.blowup:g}, {kw})"
+        )
+
+    @property
+    def blocks(self) -> set[str]:
+        return {self.block}
+
+    @property
+    def position(self) -> str:
+        return self.block
+
+    @classmethod
+    def grid(
+        cls, optimizer: Callable[..., Any], steps: int, *, name: str | None = None, **values: Any
+    ) -> dict[str, OptimizerRun]:
+        """Named optimizer runs over the grid of list-valued keywords (hyper-parameters,
+        ``seed``, …), named as :meth:`Run.grid` names them: ``seed=[0, 1, 2, 3, 4]`` gives
+        five repeats of a noisy optimizer."""
+        runs: dict[str, OptimizerRun] = {}
+        for run_name, chosen, labels in _expand(values, name):
+            run = cls(optimizer, steps, **chosen)
+            run.labels, run.base = labels, name or ""
+            runs[run_name] = run
+        return runs
+
+    def _seed(self, start: int) -> int:
+        assert self.seed is not None
+        return int(np.random.SeedSequence([self.seed, int(start)]).generate_state(1)[0])
+
+    def execute(
+        self, problem: Any, x0: Mapping[str, np.ndarray], index: np.ndarray, best: bool
+    ) -> dict[str, np.ndarray]:
+        """The record of starts ``x0[block]`` (global indices ``index``), as
+        :meth:`Run.execute` gives it."""
+        import torch
+
+        theta0 = np.asarray(x0[self.block], dtype=np.float64)
+        B = len(theta0)
+        rec: dict[str, np.ndarray] = {
+            f"x:{self.block}": theta0.copy(),
+            "F": np.full(B, np.nan),
+            "grad_norm": np.full(B, np.nan),
+            "status": np.full(B, "ok", dtype="<U11"),
+            "t_stop": np.full(B, np.nan),
+            "steps": np.zeros(B, dtype=np.int64),
+            "best_F": np.full(B, np.inf),
+        }
+        groups = [np.arange(B)] if self.batched else [np.array([k]) for k in range(B)]
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            for rows in groups:
+                kw = dict(self.hyper)
+                if self.seed is not None:
+                    kw["seed"] = self._seed(index[rows[0]])
+                self._step_rows(problem, theta0, rows, kw, rec)
+        finally:
+            torch.set_num_threads(threads)
+        if not best:
+            del rec["best_F"]
+        return rec
+
+    def _step_rows(
+        self,
+        problem: Any,
+        theta0: np.ndarray,
+        rows: np.ndarray,
+        kw: dict[str, Any],
+        rec: dict[str, np.ndarray],
+    ) -> None:
+        """Step the starts ``rows`` together (one parameter) and fill their record."""
+        import torch
+
+        p = torch.nn.Parameter(torch.tensor(theta0[rows], dtype=torch.float64))
+        opt = self.optimizer([p], **kw)
+        live = np.ones(len(rows), dtype=bool)  # rows still stepping
+        last: dict[str, Any] = {"version": None}
+
+        def closure() -> Any:
+            """θ.grad = ∇F(θ), returns ΣF(θ); evaluated once per state (θ's version)."""
+            if last["version"] != p._version:
+                F, g = problem.value_and_grad(p.detach())
+                last["grad"] = torch.as_tensor(g, dtype=torch.float64).clone()
+                F = torch.as_tensor(F, dtype=torch.float64)
+                last.update(F=F.numpy().copy(), sum=F.sum(), version=p._version)
+                with np.errstate(over="ignore", invalid="ignore"):  # inf/NaN: diverged
+                    last["g"] = np.linalg.norm(last["grad"].numpy(), axis=-1)
+            p.grad = last["grad"].clone()
+            return last["sum"]
+
+        def check(k: int) -> bool:
+            """Stop rows that diverged or converged at the state after k steps (F, g at it)."""
+            x = p.detach().numpy()
+            F, gn = last["F"], last["g"]
+            bad = live & ~(
+                np.isfinite(F)
+                & np.isfinite(gn)
+                & np.isfinite(x).all(-1)
+                & (np.abs(x).max(-1) <= self.blowup)
+            )
+            conv = live & ~bad & (gn < self.gtol) if self.gtol is not None else None
+            good = live & ~bad
+            glob = rows[good]
+            rec[f"x:{self.block}"][glob] = x[good]
+            rec["F"][glob], rec["grad_norm"][glob] = F[good], gn[good]
+            rec["best_F"][glob] = np.minimum(rec["best_F"][glob], F[good])
+            rec["steps"][glob] = k
+            for mask, status in ((bad, "diverged"), (conv, "converged")):
+                if mask is not None and mask.any():
+                    rec["status"][rows[mask]] = status
+                    rec["t_stop"][rows[mask]] = k
+                    live[mask] = False
+            return bool(live.any())
+
+        closure()
+        if not check(0):
+            return
+        for k in range(1, self.steps + 1):
+            opt.step(closure)  # F, ∇F at the state before the step (evaluated already)
+            closure()  # F, ∇F at the new state
+            if not check(k):
+                return

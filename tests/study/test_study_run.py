@@ -1,0 +1,178 @@
+"""Running studies: dask.distributed and worker processes equal the local run exactly,
+checkpoints resume, results round-trip through netCDF, torch optimizers as runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import odeopt as oo
+from odeopt.study import Run, Study, StudyResult
+
+
+def _poly_three_study(n: int) -> Study:
+    gf = oo.zoo.gradient_flow()
+    runs = {
+        "GD": Run(gf, "euler", h=0.1, steps=2000),
+        "LC_EGD": Run(
+            gf,
+            oo.schemes.EnergyDecrease("euler"),
+            t_span=(0, 1e8),
+            h=0.1,
+            gtol=1e-4,
+            max_steps=5000,
+        ),
+    }
+    x0 = {"theta": np.random.default_rng(0).uniform(-3, 3, (n, 2))}
+    return Study(oo.problems.poly_three(), x0, runs)
+
+
+@pytest.fixture(scope="module")
+def poly_three_2000():
+    study = _poly_three_study(2000)
+    return study, study.run(chunk_size=500)
+
+
+def test_dask_local_cluster_table_equals_the_local_one(poly_three_2000) -> None:
+    distributed = pytest.importorskip("distributed")
+    study, local = poly_three_2000
+    table = local.table()
+    assert table.loc["GD", "diverged"] >= 0.99
+    assert table.loc["LC_EGD", "diverged"] == 0.0
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        assert len(client.scheduler_info()["workers"]) == 2
+        remote = study.run(client=client, chunk_size=500)
+    assert remote.table().equals(table)
+    assert remote.data.identical(local.data)
+
+
+def test_worker_processes_equal_the_local_run() -> None:
+    study = _poly_three_study(120)
+    local = study.run()
+    pooled = study.run(chunk_size=25, workers=2)
+    assert pooled.data.identical(local.data)
+
+
+def test_checkpoint_resumes_only_missing_tasks(tmp_path) -> None:
+    study = _poly_three_study(60)
+    full = study.run(chunk_size=20, checkpoint=tmp_path)
+    files = sorted(tmp_path.glob("run*.npz"))
+    assert len(files) == 6  # 2 runs × 3 chunks
+    files[4].unlink()
+    stamps = {f: f.stat().st_mtime_ns for f in files if f.exists()}
+    again = study.run(chunk_size=20, checkpoint=tmp_path)
+    assert again.data.identical(full.data)
+    assert files[4].exists()  # recomputed
+    assert all(f.stat().st_mtime_ns == t for f, t in stamps.items())  # the others were read
+    with pytest.raises(ValueError, match="holds tasks of another study"):
+        study.run(chunk_size=30, checkpoint=tmp_path)
+
+
+def test_result_round_trips_through_netcdf(tmp_path, poly_three_2000) -> None:
+    _, local = poly_three_2000
+    path = local.save(tmp_path / "study.nc")
+    back = StudyResult.load(path)
+    assert back.data.identical(local.data)
+    assert back.table().equals(local.table())
+    assert back.outcome.equals(local.outcome)
+    with pytest.raises(FileNotFoundError, match="no file"):
+        StudyResult.load(tmp_path / "missing.nc")
+
+
+def _adam_by_hand(theta0: np.ndarray, steps: int, lr: float) -> np.ndarray:
+    pb = oo.problems.poly_three()
+    p = torch.nn.Parameter(torch.tensor(theta0, dtype=torch.float64))
+    opt = torch.optim.Adam([p], lr=lr)
+    for _ in range(steps):
+        _, g = pb.value_and_grad(p.detach())
+        p.grad = torch.as_tensor(g).clone()
+        opt.step()
+    return p.detach().numpy()
+
+
+def test_torch_runs_batched_equal_one_start_at_a_time_and_a_hand_loop() -> None:
+    x0 = {"theta": np.random.default_rng(1).uniform(-1.5, 1.5, (12, 2))}
+    runs = {
+        "batched": Run.torch(torch.optim.Adam, 150, batched=True, lr=0.02),
+        "single": Run.torch(torch.optim.Adam, 150, lr=0.02),
+    }
+    res = Study(oo.problems.poly_three(), x0, runs).run(chunk_size=5, best=True)
+    theta = res.data["theta"].values
+    np.testing.assert_array_equal(theta[0], theta[1])
+    np.testing.assert_array_equal(theta[0], _adam_by_hand(x0["theta"], 150, 0.02))
+    assert (res.data["steps"].values == 150).all()
+    assert (res.data["best_F"].values <= res.data["F"].values).all()
+    assert (res.data["best_F"].values[0] < oo.problems.poly_three().value(x0["theta"])).all()
+
+
+def test_torch_runs_flag_divergence_and_convergence() -> None:
+    x0 = {"theta": np.array([[2.5, 2.5], [0.02, -1.0]])}
+    runs = {
+        "SGD, lr=1": Run.torch(torch.optim.SGD, 50, batched=True, lr=1.0),
+        "SGD, lr=0.01": Run.torch(torch.optim.SGD, 5000, batched=True, lr=0.01, gtol=1e-6),
+    }
+    res = Study(oo.problems.poly_three(), x0, runs).run()
+    status = res.data["status"].values
+    assert status[0, 0] == "diverged"
+    assert np.isfinite(res.data["theta"].values[0, 0]).all()  # the last finite state
+    assert status[1, 1] == "converged"
+    assert res.data["grad_norm"].values[1, 1] < 1e-6
+    steps = res.data["steps"].values[1, 1]
+    assert 0 < steps < 5000 and res.data["t_stop"].values[1, 1] == steps
+    assert res.outcome.values[1, 1] == "(0, -1)"
+
+
+def test_seeded_runs_are_chunk_invariant_and_any_over_seed_groups_them() -> None:
+    Opt = oo.discretize(oo.zoo.bbi(), "symplectic_euler").to_torch()
+    pb = oo.problems.ackley(2, b=0.02)
+    x0 = {"theta": np.random.default_rng(0).uniform(-4, 4, (4, 2))}
+    runs = oo.study.OptimizerRun.grid(
+        Opt,
+        300,
+        name="BBI",
+        seed=[0, 1],
+        lr=0.05,
+        delta_v=1e-4,
+        delta_e=2.0,
+        bounce_every=20,
+        bounces=4,
+        bounce_patience=100,
+    )
+    assert list(runs) == ["BBI, seed=0", "BBI, seed=1"]
+    study = Study(pb, x0, runs)
+    a = study.run(best=True)
+    b = study.run(chunk_size=1, best=True)
+    assert a.data.identical(b.data)
+    theta = a.data["theta"].values
+    assert not np.array_equal(theta[0], theta[1])  # the seeds draw different bounces
+    best = a.data["best_F"].values
+    threshold = float(np.median(best))
+    s = a.success(threshold, best=True, any_over="seed")
+    assert list(s.index) == ["BBI"]
+    assert s["BBI"] == pytest.approx((best < threshold).any(axis=0).mean())
+    with pytest.raises(ValueError, match="any_over='lr' is not a grid keyword"):
+        a.success(threshold, any_over="lr")
+
+
+def test_run_errors_name_the_cause() -> None:
+    study = _poly_three_study(4)
+    with pytest.raises(ValueError, match="not both"):
+        study.run(client=object(), workers=2)
+    with pytest.raises(TypeError, match="client must be a dask.distributed.Client"):
+        study.run(client=object())
+    with pytest.raises(ValueError, match="workers must be ≥ 1"):
+        study.run(workers=0)
+    with pytest.raises(ValueError, match="needs the best F"):
+        study.run().success(0.1, best=True)
+    with pytest.raises(ValueError, match="seed=3 with batched=True"):
+        Run.torch(torch.optim.SGD, 10, seed=3, batched=True, lr=0.1)
+    with pytest.raises(ValueError, match="steps must be a positive int"):
+        Run.torch(torch.optim.SGD, 0, lr=0.1)
+    with pytest.raises(TypeError, match="optimizer must be a torch optimizer class"):
+        Run.torch("adam", 10)
