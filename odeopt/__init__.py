@@ -4,11 +4,11 @@ Define a system symbolically, check its energy balance, compile its vector field
 later stages) integrate it, discretize it and export the update rule as a torch optimizer.
 """
 
-from . import analysis, problems, schemes, zoo
+from . import analysis, problems, schemes, study, zoo
 from .errors import StructureError
 from .export import UpdateRule, discretize
 from .integrate import Event, SaveAt, Stop, Trajectory, integrate
-from .study import Run, Study
+from .study import Run, Study, StudyResult
 from .symbolic import (
     Block,
     EnergyBalance,
@@ -34,6 +34,7 @@ __all__ = [
     "Stop",
     "StructureError",
     "Study",
+    "StudyResult",
     "Trajectory",
     "UpdateRule",
     "analysis",
@@ -46,6 +47,7 @@ __all__ = [
     "problems",
     "schemes",
     "sqnorm",
+    "study",
     "t",
     "total",
     "zoo",
