@@ -198,8 +198,8 @@ class Run:
 
 class OptimizerRun:
     """``optimizer([θ], **hyper)`` stepped ``steps`` times from every start, with a closure
-    that sets θ.grad = ∇F(θ) and returns F(θ) (the problem's ``value_and_grad`` on torch
-    float64 tensors).
+    that sets θ.grad = ∇F(θ) and returns F(θ) (the problem's ``value_and_grad`` on θ's numpy
+    view; θ is a float64 CPU tensor), evaluated once per state.
 
     * ``batched=False``: every start is its own parameter and optimizer (needed by optimizers
       whose state couples coordinates, such as BBI's global energy); with ``seed`` the
@@ -209,10 +209,11 @@ class OptimizerRun:
       exact for coordinate-wise optimizers (SGD, Adam, RMSprop: each row is updated by its own
       gradient only); a seeded optimizer is refused here.
 
-    Per start: ``status`` "diverged" when F, ∇F or θ is not finite or max|θ| > ``blowup``
-    (the last finite state is kept), "converged" when |∇F| < ``gtol`` (that state is kept),
-    else "ok"; ``steps`` the optimizer steps made before it stopped; ``t_stop`` that step
-    count (NaN for "ok"); best_F the least F the closure returned (and F at the end).
+    Per start, checked after every step k: ``status`` "diverged" when F, ∇F or θ is not
+    finite or max|θ| > ``blowup`` (the state after k − 1 steps is kept, ``steps`` = k − 1),
+    "converged" when |∇F| < ``gtol`` (this state is kept, ``steps`` = k), else "ok"
+    (``steps`` = the steps asked); ``t_stop`` is k (NaN for "ok"): optimizer runs count time
+    in steps; best_F is the least finite F at the states visited.
     """
 
     def __init__(
@@ -341,45 +342,67 @@ class OptimizerRun:
 
         def closure() -> Any:
             """θ.grad = ∇F(θ), returns ΣF(θ); evaluated once per state (θ's version)."""
-            if last["version"] != p._version:
-                F, g = problem.value_and_grad(p.detach())
-                last["grad"] = torch.as_tensor(g, dtype=torch.float64).clone()
-                F = torch.as_tensor(F, dtype=torch.float64)
-                last.update(F=F.numpy().copy(), sum=F.sum(), version=p._version)
-                with np.errstate(over="ignore", invalid="ignore"):  # inf/NaN: diverged
-                    last["g"] = np.linalg.norm(last["grad"].numpy(), axis=-1)
+            if last["version"] != p._version:  # the problem on numpy (θ is a CPU tensor)
+                with np.errstate(over="ignore", invalid="ignore"):  # checked: "diverged"
+                    F, g = problem.value_and_grad(p.detach().numpy().copy())
+                F = np.asarray(F, dtype=np.float64).reshape(-1)
+                g = np.asarray(g, dtype=np.float64)
+                last.update(F=F, grad=torch.from_numpy(g), version=p._version)
+                last["sum"] = torch.tensor(F.sum(), dtype=torch.float64)
+                with np.errstate(over="ignore", invalid="ignore"):
+                    last["g"] = np.sqrt((g * g).sum(-1))
             p.grad = last["grad"].clone()
             return last["sum"]
 
+        n = len(rows)
+        best = np.full(n, np.inf)
+        kept = {"x": theta0[rows].copy(), "F": np.zeros(n), "g": np.zeros(n), "k": np.zeros(n)}
+
+        def keep(mask: np.ndarray, x: np.ndarray, F: np.ndarray, gn: np.ndarray, k: int) -> None:
+            glob = rows[mask]
+            rec[f"x:{self.block}"][glob] = x[mask]
+            rec["F"][glob], rec["grad_norm"][glob] = F[mask], gn[mask]
+            rec["best_F"][glob] = best[mask]
+            rec["steps"][glob] = k
+
         def check(k: int) -> bool:
-            """Stop rows that diverged or converged at the state after k steps (F, g at it)."""
+            """After k steps: stop rows that diverged (keeping the state after k − 1 steps) or
+            converged (keeping this one); False once no row is left."""
             x = p.detach().numpy()
             F, gn = last["F"], last["g"]
-            bad = live & ~(
-                np.isfinite(F)
-                & np.isfinite(gn)
-                & np.isfinite(x).all(-1)
-                & (np.abs(x).max(-1) <= self.blowup)
-            )
-            conv = live & ~bad & (gn < self.gtol) if self.gtol is not None else None
-            good = live & ~bad
-            glob = rows[good]
-            rec[f"x:{self.block}"][glob] = x[good]
-            rec["F"][glob], rec["grad_norm"][glob] = F[good], gn[good]
-            rec["best_F"][glob] = np.minimum(rec["best_F"][glob], F[good])
-            rec["steps"][glob] = k
+            with np.errstate(invalid="ignore"):
+                fine = (
+                    np.isfinite(F)
+                    & np.isfinite(gn)
+                    & np.isfinite(x).all(-1)
+                    & (np.abs(x).max(-1) <= self.blowup)
+                )
+                np.minimum(best, np.where(fine, F, np.inf), out=best)
+            bad = live & ~fine
+            if k == 0 and bad.any():
+                raise ValueError(
+                    f"Run.torch: F or ∇F is not finite (or |θ| > blowup) at starts "
+                    f"{rows[bad][:10].tolist()}; give starts where the objective is finite"
+                )
+            conv = live & fine & (gn < self.gtol) if self.gtol is not None else None
             for mask, status in ((bad, "diverged"), (conv, "converged")):
                 if mask is not None and mask.any():
+                    if status == "diverged":
+                        keep(mask, kept["x"], kept["F"], kept["g"], k - 1)
+                    else:
+                        keep(mask, x, F, gn, k)
                     rec["status"][rows[mask]] = status
                     rec["t_stop"][rows[mask]] = k
                     live[mask] = False
+            kept.update(x=x.copy(), F=F, g=gn)
             return bool(live.any())
 
         closure()
-        if not check(0):
-            return
-        for k in range(1, self.steps + 1):
-            opt.step(closure)  # F, ∇F at the state before the step (evaluated already)
-            closure()  # F, ∇F at the new state
-            if not check(k):
-                return
+        if check(0):
+            for k in range(1, self.steps + 1):
+                opt.step(closure)  # F, ∇F at the state before the step (evaluated already)
+                closure()  # F, ∇F at the new state
+                if not check(k):
+                    break
+            else:
+                keep(live, kept["x"], kept["F"], kept["g"], self.steps)
