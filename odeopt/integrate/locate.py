@@ -134,7 +134,9 @@ class EventHandler:
             if ev.once:
                 self.armed[e][glob] = False
             if ev.terminal:
-                keep = run.stop(fired, "event", t_old + tau, x_e, t_old + tau)
+                # the row keeps the located state within the step: the steps before it
+                n, h_last = step.count("old", fired), step.last_h("old", fired)
+                keep = run.stop(fired, "event", t_old + tau, x_e, t_old + tau, n, h_last)
                 step.x_new, step.x_old = take(step.x_new, keep), take(step.x_old, keep)
                 continue
             # switch, then take the rest of the step from the event with the new parameters

@@ -11,6 +11,14 @@ pipeline (:mod:`.stops`) on it, and hands it back to the policy, which keeps it 
   With ``gtol``, a scheme that reports its Euler predictor x + h·f(x) (``info["predictor"]``:
   the reference code's test for Euler–Richardson GD) stops a row there as ``"converged"``
   when |∇F| < gtol at the predictor.
+
+Both record, per row, the accepted steps to the state it keeps (``Trajectory.steps``): a
+fixed-step row that runs to the end made n steps, one stopped by a step made the steps
+before it, plus that step when it keeps the state after it (converged); the count is
+derived from the step index at the stop and at the saves, not incremented per row and step.
+The adaptive loop counts each row's accepted steps (a stop at the Euler predictor counts
+as one) and records the size of the last one before each save (``Trajectory.step_size``).
+With ``SaveAt(best=True)`` both fold F at every accepted state into the row's best value.
 """
 
 from __future__ import annotations
@@ -61,6 +69,7 @@ class FixedSteps:
         self.k = 0
 
     def begin(self, run: Run) -> None:
+        run.counts = True
         run.save(self.t0)
         if self.domain is not None:  # a start outside stops at t₀
             self.domain.start(run, self.t0, adaptive=False)
@@ -77,15 +86,18 @@ class FixedSteps:
         run.x = step.x_new
         run.stats["steps"] += 1
         self.k += 1
+        if run.best is not None:
+            run.fold_best(run.x, step.t_new)
         if self.k in self.save_set:
             if len(run.active):
-                run.save(step.t_new)
+                run.save(step.t_new, self.k)
             else:
                 run.skip_save()
         if self.bar is not None and self.k % self.tick == 0:
             self.bar.update(self.tick)
 
     def end(self, run: Run) -> None:
+        run.steps[run.active] = self.k  # the rows that ran to the end (or were never stopped)
         while run.saved < len(self.save_at):  # every trajectory stopped early
             run.skip_save()
 
@@ -112,17 +124,24 @@ class AdaptiveSteps:
 
     def begin(self, run: Run) -> None:
         t0 = float(self.grid[0])
+        c = self.controller
+        h0 = float(np.clip(self.h0, c.h_min, c.h_max))
+        run.counts = True
+        run.record_step_size(h0)
         run.save(np.full(len(run.active), t0))
         if self.domain is not None:  # a start outside stops at t₀
             self.domain.start(run, t0, adaptive=True)
         m = len(run.active)
-        c = self.controller
         run.per_row.update(
             t=np.full(m, t0),
             t_old=np.full(m, t0),
-            h=np.full(m, float(np.clip(self.h0, c.h_min, c.h_max))),
+            h=np.full(m, h0),
             n=np.zeros(m, dtype=np.int64),
             rejected_at=np.full(m, np.inf),
+            accepted=np.zeros(m, dtype=np.int64),
+            accepted_old=np.zeros(m, dtype=np.int64),
+            h_accepted=np.full(m, h0),
+            h_accepted_old=np.full(m, h0),
         )
 
     def next(self, run: Run) -> StepState | None:
@@ -135,7 +154,8 @@ class AdaptiveSteps:
                     if step is not None:
                         return step
                     continue
-                run.save(run.per_row["t"])
+                pr = run.per_row
+                run.save(pr["t"], pr["accepted"], pr["h_accepted"])
             else:
                 run.skip_save()
             if self.bar is not None:
@@ -143,8 +163,12 @@ class AdaptiveSteps:
             self.j += 1
         return None
 
-    def _stop(self, run: Run, mask: np.ndarray, status: str, state: dict, t_at: Any) -> None:
-        keep = run.stop(mask, status, t_at, state, t_at)
+    def _stop(
+        self, run: Run, mask: np.ndarray, status: str, state: dict, t_at: Any, h_last: Any
+    ) -> None:
+        """Stop rows ``mask`` at ``state`` after one more accepted step, of size ``h_last``."""
+        steps = run.per_row["accepted"][mask] + 1
+        keep = run.stop(mask, status, t_at, state, t_at, steps, h_last)
         run.x = take(run.x, keep)
 
     def _attempt(self, run: Run, todo: np.ndarray, target: float) -> StepState | None:
@@ -164,7 +188,9 @@ class AdaptiveSteps:
                 mask = np.zeros(len(todo), dtype=bool)
                 mask[np.flatnonzero(todo)[pconv]] = True
                 t_at = pr["t"][mask] + hs[pconv]
-                self._stop(run, mask, "converged", take(pred, run.index(pconv)), t_at)
+                run.stats["steps"] += int(pconv.sum())  # a step to the predictor, accepted
+                pred_rows = take(pred, run.index(pconv))
+                self._stop(run, mask, "converged", pred_rows, t_at, hs[pconv])
                 sel = run.index(~pconv)
                 x_step, xs = take(x_step, sel), take(xs, sel)
                 error = {b: e[sel] for b, e in error.items()}
@@ -183,6 +209,10 @@ class AdaptiveSteps:
         new_x = scatter(a, run.x, run.index(acc_rows), take(x_step, run.index(acc)))
         pr["t_old"] = pr["t"].copy()
         pr["t"][acc_rows] += hs[acc]
+        pr["accepted_old"] = pr["accepted"].copy()
+        pr["accepted"][acc_rows] += 1
+        pr["h_accepted_old"] = pr["h_accepted"].copy()
+        pr["h_accepted"][acc_rows] = hs[acc]
         fac = np.where(finite_err & np.isfinite(fac), fac, 0.1)
         pr["h"][rows] = np.clip(hs * fac, c.h_min, c.h_max)
         pr["rejected_at"] = np.full(len(pr["t"]), np.inf)
@@ -199,7 +229,10 @@ class AdaptiveSteps:
 
     def done(self, run: Run, step: StepState) -> None:
         run.x = step.x_new
+        if run.best is not None:  # a rejected row's state is unchanged: min over it again
+            run.fold_best(run.x, run.per_row["t"])
 
     def end(self, run: Run) -> None:
+        run.steps[run.active] = run.per_row["accepted"]
         while run.saved < len(self.grid):
             run.skip_save()

@@ -40,18 +40,30 @@ class SaveAt:
     the last state only; ``SaveAt(t=[t0, …, t1])`` the states at those times (adaptive
     schemes and solvers, which land on them exactly). ``save="all"``, ``save=K``,
     ``save="final"`` and ``t_eval=`` are the same requests.
+
+    ``best=True``, with any of these, also records ``Trajectory.best_loss``: min F over the
+    start and every accepted state of each trajectory (a stopped one: up to the state it
+    keeps), whatever is saved (backends numpy, torch and numba; scipy's and torchdiffeq's
+    solvers refuse it).
     """
 
     t: Sequence[float] | None = None
     every: int | None = None
     final: bool = False
+    best: bool = False
 
     def __post_init__(self) -> None:
         given = (self.t is not None) + (self.every is not None) + bool(self.final)
         if given > 1:
-            raise ValueError(f"SaveAt takes one of t=, every=, final=True; got {self!r}: pick one")
+            raise ValueError(
+                f"SaveAt takes one of t=, every=, final=True (each with best= or not); got "
+                f"{self!r}: pick one"
+            )
         if self.every is not None:
             object.__setattr__(self, "every", check_count("SaveAt.every", self.every))
+        if not isinstance(self.best, (bool, np.bool_)):
+            raise TypeError(f"SaveAt.best is True or False, got best={self.best!r}")
+        object.__setattr__(self, "best", bool(self.best))
 
     @classmethod
     def of(cls, save: Any, t_eval: Any = None) -> SaveAt:

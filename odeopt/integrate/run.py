@@ -31,6 +31,11 @@ class StepState:
     held in ``run.per_row`` under "t_old" and "t" so that they follow dropped rows. ``info``
     is the scheme's :class:`~odeopt.schemes.Step` info, per working row; ``k`` the step index
     and ``h`` the step of a fixed-step run.
+
+    The accepted steps to the state before and after the step (:meth:`count`) are ``k`` and
+    ``k + 1`` for fixed steps; an adaptive run keeps them per working row in ``run.per_row``
+    ("accepted_old", "accepted"), with the size of the last accepted step
+    ("h_accepted_old", "h_accepted", :meth:`last_h`).
     """
 
     def __init__(
@@ -59,10 +64,30 @@ class StepState:
     def t_new(self) -> Any:
         return self._t_new if self._t_new is not None else self.run.per_row["t"]
 
+    def count(self, state: str, mask: np.ndarray) -> Any:
+        """Accepted steps from t₀ to the state before (``state="old"``) or after (``"new"``)
+        the step, for the working rows ``mask``."""
+        if self.k >= 0:  # fixed steps: k steps before this one, k + 1 after it
+            return self.k + (state == "new")
+        return self.run.per_row["accepted" if state == "new" else "accepted_old"][mask]
+
+    def last_h(self, state: str, mask: np.ndarray) -> Any:
+        """The size of the last accepted step to that state (adaptive runs; None for fixed)."""
+        if self.k >= 0 or "h_accepted" not in self.run.per_row:
+            return None
+        return self.run.per_row["h_accepted" if state == "new" else "h_accepted_old"][mask]
+
 
 class Run:
     """One chunk of trajectories of ``system`` on ``problem`` from ``x`` (arrays of
-    ``library``), with ``saves`` saved slots per trajectory (NaN until written)."""
+    ``library``), with ``saves`` saved slots per trajectory (NaN until written).
+
+    Per row of the chunk it also records, for the Trajectory's fields of the same names:
+    ``steps``, the accepted steps from t₀ to the state the row keeps (set by a stepping loop,
+    which sets ``counts``: solvers leave it unset); ``step_size`` (saves, B), the size of the
+    last accepted step before each saved point (adaptive schemes: :meth:`record_step_size`);
+    ``best`` with ``best=True``, min F over the accepted states up to the one the row keeps
+    (:meth:`fold_best`, and every save and stop)."""
 
     def __init__(
         self,
@@ -72,6 +97,7 @@ class Run:
         params: dict[str, Any],
         library: str,
         saves: int,
+        best: bool = False,
     ) -> None:
         self.system = system
         self.library = library
@@ -98,6 +124,19 @@ class Run:
         self.per_row: dict[str, np.ndarray] = {}
         #: called with the mask of dropped working rows (per-row state of stops)
         self.on_drop: list[Callable[[np.ndarray], None]] = []
+        #: accepted steps to each row's kept state, and to its last saved state
+        self.steps = np.zeros(self.B, dtype=np.int64)
+        self.steps_saved = np.zeros(self.B, dtype=np.int64)
+        self.counts = False  # set by a stepping loop that counts the steps
+        #: (saves, B) the last accepted step size before each save (adaptive schemes)
+        self.step_size: np.ndarray | None = None
+        #: min F over the accepted states (with best=True), and its value at the last save
+        self.best: Any = None
+        self.best_saved: Any = None
+        if best:
+            self.best = self.a.empty((self.B,), ref)
+            self.best[:] = np.inf
+            self.best_saved = self.a.copy(self.best)
 
     # -- times and rows
     def time(self, t: Any) -> Any:
@@ -117,8 +156,10 @@ class Run:
         H = field.energy(dict(x), t)[:, 0]
         return H, F, row_norm(self.a, g)
 
-    def save(self, t: Any) -> np.ndarray | None:
-        """Save the working rows at time ``t`` (a float, or numpy values per row). A row whose
+    def save(self, t: Any, count: Any = 0, h_last: Any = None) -> np.ndarray | None:
+        """Save the working rows at time ``t`` (a float, or numpy values per row), reached
+        after ``count`` accepted steps (an int, or per working row) whose last had size
+        ``h_last`` (per working row, adaptive schemes; None otherwise). A row whose
         H, F or |∇F| is not finite there is stopped with its last saved state and values kept,
         status ``"nonfinite"`` (NaN: the objective is undefined) or ``"diverged"`` (±inf: an
         overflow); returns the mask of the rows that go on (None when all do). A start where
@@ -136,14 +177,37 @@ class Run:
             H, F, gn = H[idx], F[idx], gn[idx]
             if np.ndim(t):
                 t = np.asarray(t)[keep]
+            if np.ndim(count):
+                count = np.asarray(count)[keep]
+            if h_last is not None:
+                h_last = np.asarray(h_last)[keep]
         if len(self.active):
             rows: Any = slice(None) if self.all_active else self._glob(self.active)
             for b in self.names:
                 self.out[b][s, rows] = self.x[b]
             self.H[s, rows], self.F[s, rows], self.G[s, rows] = H, F, gn
             self.t_saved[self.active] = np.asarray(t, dtype=float).reshape(-1) if np.ndim(t) else t
+            self.steps_saved[self.active] = count
+            if self.step_size is not None and h_last is not None:
+                self.step_size[s, self.active] = h_last
+            if self.best is not None:
+                self.best[rows] = self.a.module.fmin(self.best[rows], F)
+                self.best_saved[rows] = self.best[rows]
         self.saved += 1
         return keep
+
+    def fold_best(self, x: Mapping[str, Any], t: Any) -> None:
+        """With ``best``: min F so far of the working rows, with F at their states ``x`` at
+        time ``t`` (after a step; NaN values are passed over, as np.fmin does)."""
+        if self.best is None or not len(self.active):
+            return
+        F, _ = self.field.loss_and_grad(x[self.position], self.time(t))
+        rows: Any = slice(None) if self.all_active else self._glob(self.active)
+        self.best[rows] = self.a.module.fmin(self.best[rows], F)
+
+    def record_step_size(self, h0: float) -> None:
+        """Record the last accepted step size before each save, ``h0`` until the first."""
+        self.step_size = np.full((len(self.H), self.B), float(h0))
 
     def skip_save(self) -> None:
         """A save slot with no working rows (the stopped ones hold their values already)."""
@@ -172,6 +236,11 @@ class Run:
             self.out[b][s:, rows] = self.out[b][s - 1, rows]
         for arr in (self.H, self.F, self.G):
             arr[s:, rows] = arr[s - 1, rows]
+        if self.step_size is not None:
+            self.step_size[s:, glob] = self.step_size[s - 1, glob]
+        if self.best is not None:
+            self.best[rows] = self.best_saved[rows]
+        self.steps[glob] = self.steps_saved[glob]
         self.status[glob] = status
         self.t_stop[glob] = self.t_saved[glob]
 
@@ -189,14 +258,23 @@ class Run:
         return keep
 
     def stop(
-        self, mask: np.ndarray, status: str, t_at: Any, frozen: Mapping[str, Any], t_frozen: Any
+        self,
+        mask: np.ndarray,
+        status: str,
+        t_at: Any,
+        frozen: Mapping[str, Any],
+        t_frozen: Any,
+        steps: Any = 0,
+        h_last: Any = None,
     ) -> Any:
         """Stop working rows ``mask`` with their state ``frozen`` (rows of the mask only, at
-        time ``t_frozen``) kept in all later saved slots, flagged ``status`` at ``t_at``;
+        time ``t_frozen``, reached after ``steps`` accepted steps, the last of size ``h_last``
+        for an adaptive run) kept in all later saved slots, flagged ``status`` at ``t_at``;
         returns the index of the rows that go on."""
         glob = self.active[mask]
         self.status[glob] = status
         self.t_stop[glob] = t_at
+        self.steps[glob] = steps
         field = self.field.subset(self.index(mask))
         H, F, gn = self.snapshot(frozen, self.time(t_frozen), field)
         rows = self._glob(glob)
@@ -204,6 +282,10 @@ class Run:
         for b in self.names:
             self.out[b][s:, rows] = frozen[b]
         self.H[s:, rows], self.F[s:, rows], self.G[s:, rows] = H, F, gn
+        if self.step_size is not None and h_last is not None:
+            self.step_size[s:, glob] = h_last
+        if self.best is not None:  # the kept state is the last accepted one
+            self.best[rows] = self.a.module.fmin(self.best[rows], F)
         bad = self.a.nonfinite(H, F, gn)
         if bad is not None:  # the objective is undefined where it stops: keep the last save
             self._keep_last_saved(glob[bad], self._kind(H, F, gn)[bad])
@@ -220,7 +302,8 @@ class Run:
         t_new = step.t_new
         t_at = t_new if np.ndim(t_new) == 0 else t_new[mask]
         t_fr = t_state if np.ndim(t_state) == 0 else t_state[mask]
-        keep = self.stop(mask, status, t_at, frozen, t_fr)
+        n, h_last = step.count(state, mask), step.last_h(state, mask)
+        keep = self.stop(mask, status, t_at, frozen, t_fr, n, h_last)
         step.x_old, step.x_new = take(step.x_old, keep), take(step.x_new, keep)
 
     # -- the solver backends: values after the fact
@@ -271,6 +354,8 @@ def assemble(
         offset += r.B
         for k, v in r.stats.items():
             stats[k] = stats.get(k, 0) + v
+    step_size = [r.step_size for r in parts]
+    best = [r.best for r in parts]
     return Trajectory(
         t=t,
         states={b: a.concatenate([r.out[b] for r in parts], 1) for b in names},
@@ -284,4 +369,7 @@ def assemble(
         system_name=system.name,
         scheme=scheme if isinstance(scheme, str) else getattr(scheme, "name", str(scheme)),
         backend=backend,
+        steps=np.concatenate([r.steps for r in parts]) if all(r.counts for r in parts) else None,
+        step_size=None if any(v is None for v in step_size) else np.concatenate(step_size, 1),
+        best_loss=None if any(v is None for v in best) else a.concatenate(best, 0),
     )

@@ -66,6 +66,10 @@ def integrate(
     What to save, ``save=``: a :class:`SaveAt`, or ``"all"`` (every step of a fixed-step
     scheme; 101 equally spaced times of an adaptive one), ``K`` (every K-th step),
     ``"final"``; adaptive schemes and solvers land on the times ``t_eval`` exactly.
+    ``SaveAt(..., best=True)`` also records min F along each trajectory
+    (``Trajectory.best_loss``; numpy, torch and numba). odeopt's schemes count each
+    trajectory's accepted steps (``Trajectory.steps``) and adaptive ones record their step
+    size at the saved points (``Trajectory.step_size``).
 
     Step-size control of adaptive schemes (``euler_richardson``, ``heun``, scipy,
     torchdiffeq): ``controller=StepController(rtol=, atol=, h_min=, h_max=, …)`` or its

@@ -17,6 +17,13 @@ Convergence         |∇F| < gtol                                     its state 
 MaxSteps            an adaptive row took max_steps steps            its last accepted state
 =================== ============================================ ==========================
 
+A row's ``Trajectory.steps`` counts the accepted steps to the state it keeps: the step
+that stops it counts where it keeps the state after the step (converged, stalled,
+max_steps: there the state after an adaptive attempt, which counts when it was accepted),
+not where it keeps the state before it (unconverged, diverged, domain) nor at an event (the
+located state lies within the step). A row stopped at a save because F, ∇F or H is not
+finite there keeps its previous saved state and the steps to it.
+
 The divergence test (:func:`beyond`) and the domain rule (:class:`Domain`) are also what the
 solver backends (scipy, torchdiffeq) apply to their results.
 """

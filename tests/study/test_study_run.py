@@ -176,3 +176,29 @@ def test_run_errors_name_the_cause() -> None:
         Run.torch(torch.optim.SGD, 0, lr=0.1)
     with pytest.raises(TypeError, match="optimizer must be a torch optimizer class"):
         Run.torch("adam", 10)
+
+
+def test_integrate_runs_record_steps_and_best_f() -> None:
+    """steps: GD's accepted steps (2000 for a start that runs to the end, fewer for one that
+    converged); best_F: the least F along the run, ≤ the final F, below it for a heavy ball
+    that overshoots."""
+    gf = oo.zoo.gradient_flow()
+    runs = {
+        "GD": Run(gf, "euler", h=0.01, steps=2000, gtol=1e-8),
+        "HB": Run(oo.zoo.heavy_ball(friction=0.1), "symplectic_euler", h=0.1, steps=37),
+    }
+    x0 = {"theta": np.array([[0.3, -0.8], [1.2, 1.7], [-2.1, 0.9]])}
+    res = Study(oo.problems.poly_three(), x0, runs).run(chunk_size=2, best=True)
+    tr = oo.integrate(gf, oo.problems.poly_three(), x0, h=0.01, steps=2000, gtol=1e-8, save="all")
+    steps = res.data["steps"].sel(run="GD").values
+    assert list(tr.status) == ["converged", "diverged", "converged"]
+    assert (res.data["status"].sel(run="GD").values == tr.status).all()
+    for j in (0, 2):  # a diverged row keeps its last *saved* finite state: that depends on save
+        assert steps[j] == tr.steps[j] < 2000 and tr.grad_norm[steps[j], j] < 1e-8
+        assert res.data["best_F"].sel(run="GD").values[j] == tr.loss[:, j].min()
+    hb = res.data.sel(run="HB")
+    ok = hb["status"].values == "ok"
+    assert ok.sum() >= 1
+    assert (hb["steps"].values[ok] == 37).all()
+    assert (hb["best_F"].values <= hb["F"].values).all()
+    assert (hb["best_F"].values[ok] < hb["F"].values[ok]).any()

@@ -1,10 +1,10 @@
 """The integrators behind :func:`odeopt.integrate`, registered by name.
 
 A :class:`Backend` declares what it runs — odeopt's fixed-step and adaptive schemes, methods
-of its own, and the features ``events``, ``gtol``, ``switches``, ``level_sets`` — and refuses
-the rest with a message that names the backends that can. integrate() checks the arguments,
-groups the options into a :class:`~odeopt.integrate.options.Request` and hands it to the
-backend named ``backend=`` (or the default one, :func:`choose`).
+of its own, and the features ``events``, ``gtol``, ``switches``, ``level_sets``, ``best`` —
+and refuses the rest with a message that names the backends that can. integrate() checks the
+arguments, groups the options into a :class:`~odeopt.integrate.options.Request` and hands it
+to the backend named ``backend=`` (or the default one, :func:`choose`).
 
 A new backend is one module here that defines a Backend subclass and calls
 :func:`register` on an instance, plus its module name in :data:`MODULES`.
@@ -29,6 +29,7 @@ FEATURES = {
     "gtol": "gtol (stopping converged trajectories)",
     "switches": "systems that switch parameters at events",
     "level_sets": "level-set systems (stored energy, domain stop)",
+    "best": "SaveAt(best=True) (min F over every accepted state, Trajectory.best_loss)",
 }
 
 #: the modules that register the built-in backends, in this order

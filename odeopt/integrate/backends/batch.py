@@ -88,7 +88,7 @@ class BatchBackend(Backend):
                 sl = slice(c * req.chunk_size, min(B, (c + 1) * req.chunk_size))
                 xc = {b: v[sl] for b, v in x.items()}
                 pc = {k: (v[sl] if hasattr(v, "shape") and v.ndim else v) for k, v in p.items()}
-                run = Run(system, req.problem, xc, pc, self.arrays, len(plan.grid))
+                run = Run(system, req.problem, xc, pc, self.arrays, len(plan.grid), req.save.best)
                 run.offset = sl.start
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                     self.run_chunk(run, req, plan)

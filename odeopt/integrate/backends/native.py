@@ -30,7 +30,7 @@ class NumpyBackend(BatchBackend):
 
     name = "numpy"
     arrays: ClassVar[str] = "numpy"
-    features = frozenset({"fixed", "adaptive", "events", "gtol", "switches", "level_sets"})
+    features = frozenset({"fixed", "adaptive", "events", "gtol", "switches", "level_sets", "best"})
 
     def check(self, request: Request) -> Scheme:
         return _schemes.for_system(_schemes.get(request.scheme), request.system)

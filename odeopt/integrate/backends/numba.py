@@ -8,8 +8,9 @@ of :data:`LANES` trajectories. It returns
 what the numpy backend returns on the same inputs: the states, H, F and |∇F| at the saves
 (``save="all"``, ``"final"`` or every K-th step, the grid of the numpy backend), the statuses
 ``ok`` / ``diverged`` / ``converged`` / ``nonfinite`` / ``event`` / ``domain`` and the stop
-times, with a stopped trajectory's state and values kept in every later save, and the event
-records.
+times, with a stopped trajectory's state and values kept in every later save, the event
+records, ``steps`` per trajectory (numpy's rule: the steps to the state it keeps) and, with
+``SaveAt(best=True)``, min F along each trajectory (``best_loss``).
 
 It compiles terminal :class:`~odeopt.integrate.Event` s whose ``fn`` is a sympy expression
 (of F, t, the parameters, and the blocks through reductions such as |p|²), and:
@@ -117,7 +118,9 @@ def _compile(
         ", ".join([f"{ft}[:, ::1]"] * blocks + [f"{ft}[:, ::1]"] + [f"{ft}[:, :, ::1]"] * blocks)
         + f", {ft}[:, ::1], {ft}[:, ::1], {ft}[:, ::1], int8[::1], float64[::1], int64[::1], "
         f"int64[::1], float64, {ft}, float64, int64, {ft}, float64, int8[::1], float64[::1], "
-        "int64[::1]" + (", float64[:, ::1], int64[:, ::1]" if switches else "") + ", int64, int64"
+        f"int64[::1], {ft}[::1]"
+        + (", float64[:, ::1], int64[:, ::1]" if switches else "")
+        + ", int64, int64"
     )
     start = time.perf_counter()
     # serial and without the GIL: threads run ranges of blocks (_parallel). numba's own
@@ -188,14 +191,15 @@ def _source(
     lane: frozenset[str],
     gtol: bool,
     events: list[Any],
+    best: bool = False,
 ) -> tuple[str, list[str], list[str]]:
-    """The kernel source for (system, scheme, problem, per-lane parameters, gtol, events),
-    cached."""
+    """The kernel source for (system, scheme, problem, per-lane parameters, gtol, events,
+    best), cached."""
     from ...schemes.program import run_symbolic
     from .numba_kernel import kernel_source
 
     evkey = tuple((sp.srepr(ev.fn), ev.direction, float(ev.tol), ev.terminal) for ev in events)
-    key = (id(system), repr(sch), id(problem), lane, gtol, evkey)
+    key = (id(system), repr(sch), id(problem), lane, gtol, evkey, best)
     entry = _SOURCES.get(key)
     if entry is not None and entry[0] is system and entry[1] is problem:
         return entry[2]
@@ -205,7 +209,7 @@ def _source(
     if getattr(program, "error", None) is not None:
         raise refuse(f"the scheme {sch.name!r} is adaptive (it has an error estimate)")
     F_expr, xs = form
-    cached = kernel_source(system, program, F_expr, tuple(xs), lane, gtol, events)
+    cached = kernel_source(system, program, F_expr, tuple(xs), lane, gtol, events, best)
     if len(_SOURCES) >= _MAX_SOURCES:  # keep the newest: old systems and problems can go
         del _SOURCES[next(iter(_SOURCES))]
     _SOURCES[key] = (system, problem, cached)
@@ -241,7 +245,7 @@ class NumbaBackend(Backend):
 
     name = "numba"
     arrays: ClassVar[str] = "numpy"
-    features = frozenset({"fixed", "gtol", "events", "level_sets", "switches"})
+    features = frozenset({"fixed", "gtol", "events", "level_sets", "switches", "best"})
 
     def check(self, request: Request) -> tuple[Any, Any]:
         """Refuse what the kernel does not compile, naming the reason; returns
@@ -280,7 +284,10 @@ def _run(request: Request, form: Any, sch: Any) -> Trajectory:
             for k, v in p.items()
         }
     lane = frozenset(k for k, v in p.items() if np.ndim(v) >= 1)
-    source, blocks, pnames = _source(system, sch, problem, form, lane, gtol is not None, events)
+    best = request.save.best
+    source, blocks, pnames = _source(
+        system, sch, problem, form, lane, gtol is not None, events, best
+    )
     nsw = len(system.switches)
     kernel, compile_s = _compile(source, len(blocks), dtype, nsw > 0)
     P = np.empty((max(1, len(pnames)), max(1, B)), dtype=dtype)
@@ -294,6 +301,7 @@ def _run(request: Request, form: Any, sch: Any) -> Trajectory:
     nstep = np.zeros(B, np.int64)
     evi, evt, evk = np.full(B, -1, np.int8), np.full(B, np.nan), np.zeros(B, np.int64)
     swt, swk = np.full((nsw, B), np.nan), np.zeros((nsw, B), np.int64)
+    best_loss = np.full(B, np.inf, dtype=dtype)
     bl = min(float(blowup), float(np.finfo(dtype).max))
     start = time.perf_counter()
     if B:
@@ -319,6 +327,7 @@ def _run(request: Request, form: Any, sch: Any) -> Trajectory:
             evi,
             evt,
             evk,
+            best_loss,
             *((swt, swk) if nsw else ()),
         )
     run_s = time.perf_counter() - start
@@ -337,7 +346,7 @@ def _run(request: Request, form: Any, sch: Any) -> Trajectory:
         status=np.array(STATUSES, dtype="<U11")[status],
         t_stop=t_stop,
         events=_records(evi, evt, evk, events, swt, swk),
-        stats={
+        stats={  # the most steps a trajectory kept
             "steps": int(nstep.max()) if B else 0,
             "rejected": 0,
             "unconverged_solves": 0,
@@ -347,6 +356,8 @@ def _run(request: Request, form: Any, sch: Any) -> Trajectory:
         system_name=system.name,
         scheme=scheme if isinstance(scheme, str) else getattr(scheme, "name", str(scheme)),
         backend="numba",
+        steps=nstep,
+        best_loss=best_loss if best else None,
     )
 
 

@@ -124,10 +124,10 @@ class _EventCode:
                 "hi = mid if c else hi",
                 "lo = lo if c else mid",
             ]
-            if ev.terminal:
+            if ev.terminal:  # the lane keeps the located state: the k steps before it count
                 found = [f"S_{b}_{j}[i] = n_{b}_{j}" for b, j in self.rows]
                 found += ["st[i] = 4", "act[i] = False", "nact -= 1", "ts[i] = tk + hi"]
-                found += ["tm[i] = tk + hi", "ns[i] = k + 1", f"evi[i] = {e}", "evt[i] = tk + hi"]
+                found += ["tm[i] = tk + hi", "ns[i] = k", f"evi[i] = {e}", "evt[i] = tk + hi"]
                 found += ["evk[i] = k", *(["cvd[i] = False"] if self.gtol else [])]
             else:
                 found = self.switch(e, bstep)

@@ -26,6 +26,13 @@ every later save, with H, F and |∇F| evaluated there at t_stop. At each save t
 F and |∇F| are evaluated; where one is not finite the lane keeps its last saved state and
 values, with status ``nonfinite`` (3, NaN) or ``diverged`` (±inf) and t_stop the time of that
 save (9 at the first save: an error).
+
+``nstep`` is numpy's ``Trajectory.steps``: the steps to the state a lane keeps (k + 1 for a
+lane that converged in step k, k for one that diverged, left the domain or met an event in
+it, the steps to its last save for one stopped there, n for one that ran to the end). With
+``best`` (a kernel of its own) the lane's min F over its accepted states is kept in
+``BEST``: F at the lane's state after each step's stops (its kept state once stopped) and at
+each save, back to its value at the last save where a save stops the lane.
 """
 
 from __future__ import annotations
@@ -284,17 +291,20 @@ def kernel_source(
     lane_params: frozenset[str] = frozenset(),
     gtol: bool = False,
     events: Sequence[Any] = (),
+    best: bool = False,
 ) -> tuple[str, list[str], list[str]]:
     """The Python source of the kernel, its block names and its parameter names (rows of P).
 
     Kernel signature: ``kernel(X0_<block>..., P, OUT_<block>..., VH, VF, VG, status, tstop,
-    nstep, saveat, t0, hh, h64, nsteps, bl, gtol)``: X0_b (B, d) the start, P (params, B)
+    nstep, saveat, t0, hh, h64, nsteps, bl, gtol, EVI, EVT, EVK, BEST[, SWT, SWK], blk_lo,
+    blk_hi)``: X0_b (B, d) the start, P (params, B)
     the parameters (row 0 only for those not in ``lane_params``, which are the same for every
     trajectory), OUT_b (saves, B, d) and VH, VF, VG (saves, B) the saved states, H, F and
     |∇F| at the steps ``saveat`` (0 first, nsteps last); status (int8), tstop and nstep (B,)
-    per trajectory; bl = min(blowup, the dtype's largest value). With ``gtol`` (a kernel of
-    its own) the convergence test runs in the step's lane loop, and its F and ∇F at the new
-    position serve the next step's evaluation there (one evaluation per Euler step, not two).
+    per trajectory; BEST (B,) min F (written with ``best`` only); bl = min(blowup, the
+    dtype's largest value). With ``gtol`` (a kernel of its own) the convergence test runs in
+    the step's lane loop, and its F and ∇F at the new position serve the next step's
+    evaluation there (one evaluation per Euler step, not two).
 
     Cost, measured on the 2-core box (heavy ball, symplectic Euler, Himmelblau, 10⁵ × 300):
     the per-lane divergence test (|x′ᵢ| ≤ blowup for every value, the lane frozen by a select
@@ -322,10 +332,31 @@ def kernel_source(
     block_inv = [(e, v) for e, v in invs if (e, v) not in lane_inv]
     args = [f"X0_{b}" for b in K.blocks] + ["P"] + [f"OUT_{b}" for b in K.blocks]
     args += "VH VF VG status tstop nstep saveat t0 hh h64 nsteps bl gtol EVI EVT EVK".split()
+    args += ["BEST"]
     switching = [e for e, ev in enumerate(K.events) if not ev.terminal]
     args += ["SWT", "SWK"] if switching else []  # (switches, B): time and step of each
     args += ["blk_lo", "blk_hi"]  # the blocks this call runs (each thread calls a range)
-    stop = ["act[i] = False", "nact -= 1", "ts[i] = tn", "tm[i] = tn", "ns[i] = k + 1"]
+    # a lane stopped by step k keeps the state before it (k steps) or after it (k + 1)
+    stop_old = ["act[i] = False", "nact -= 1", "ts[i] = tn", "tm[i] = tn", "ns[i] = k"]
+    stop_new = [*stop_old[:-1], "ns[i] = k + 1"]
+    # with best: F at each lane's state after the step's stops, into its min (NaN passed over)
+    fold: list[str] = []
+    if best:
+        fold = [f"for i in range({L}):"]
+        fold += _indent(
+            _objective_code(
+                K.F,
+                K.xs,
+                "bv_",
+                [f"S_{K.position}_{j}[i]" for j in range(K.d)],
+                "bF",
+                [],
+                K.printer,
+                grad=False,
+            ),
+            1,
+        )
+        fold += ["    BL[i] = bF if bF < BL[i] else BL[i]"]
     src = [
         f"def kernel({', '.join(args)}):",
         "    B = VH.shape[1]",
@@ -358,6 +389,13 @@ def kernel_source(
         f"        tm = np.full({L}, t0)",
         f"        tsv = np.full({L}, t0)",
         f"        ns = np.full({L}, nsteps, np.int64)",
+        f"        LK = np.zeros({L}, np.int64)",
+        *_indent(
+            [f"BL = np.full({L}, np.inf, DTYPE)", f"BS = np.full({L}, np.inf, DTYPE)"]
+            if best
+            else [],
+            2,
+        ),
         *_indent([f"par_{p} = P[{K.pnames.index(p)}, 0]" for p in K.pnames], 2),
         *_indent([f"{v} = {K.printer.doprint(e)}" for e, v in block_inv], 2),
         f"        for i in range({L}):",
@@ -391,16 +429,26 @@ def kernel_source(
         "                            st[i] = 3 if nan else 1",
         "                            ts[i] = tsv[i]",
         "                            tm[i] = tsv[i]",
+        "                            ns[i] = LK[i]",  # the steps to the last saved state
+        *(["                            BL[i] = BS[i]"] if best else []),
         "                            if a:",
         "                                act[i] = False",
         "                                nact -= 1",
-        "                                ns[i] = k",
         "                    else:",
         *_indent([f"LS_{b}_{j}[i] = S_{b}_{j}[i]" for b, j in rows], 6),
         "                        LH[i] = HH",
         "                        LF[i] = FF",
         "                        LG[i] = gn",
         "                        tsv[i] = tq if a else tsv[i]",
+        "                        LK[i] = k if a else ns[i]",
+        *(
+            [
+                "                        BL[i] = FF if FF < BL[i] else BL[i]",
+                "                        BS[i] = BL[i]",
+            ]
+            if best
+            else []
+        ),
         "                    if i < m:",
         *_indent([f"OUT_{b}[q, s + i, {j}] = S_{b}_{j}[i]" for b, j in rows], 6),
         "                        VH[q, s + i] = HH",
@@ -428,7 +476,7 @@ def kernel_source(
         "                    if not gd[i]:",
         "                        gd[i] = True",
         "                        st[i] = 1",
-        *_indent(stop, 6),
+        *_indent(stop_old, 6),
         *_indent(locate, 3),
         "            DOMAIN",
         "            if anyc:",  # stop the lanes that just converged (new state kept)
@@ -436,7 +484,8 @@ def kernel_source(
         "                    if cvd[i]:",
         "                        cvd[i] = False",
         "                        st[i] = 2",
-        *_indent(stop, 6),
+        *_indent(stop_new, 6),
+        *_indent(fold, 3),
         "            k += 1",
         "        for i in range(m):",
         "            status[s + i] = st[i]",
@@ -445,6 +494,7 @@ def kernel_source(
         "            EVI[s + i] = evi[i]",
         "            EVT[s + i] = evt[i]",
         "            EVK[s + i] = evk[i]",
+        *(["            BEST[s + i] = BL[i]"] if best else []),
     ]
     loads = [f"{v} = I_{v.name[4:]}[i]" for _, v in lane_inv]
     # the domain stop: a lane that left the domain keeps its state before the step
@@ -454,7 +504,7 @@ def kernel_source(
         "        if DM[i]:",
         "            DM[i] = False",
     ]
-    stops += ["            st[i] = 5", *_indent(stop, 3)]
+    stops += ["            st[i] = 5", *_indent(stop_old, 3)]
     fill = {
         "INVARIANTS": loads,
         "LANEINV": [f"I_{v.name[4:]}[i] = {K.printer.doprint(e)}" for e, v in lane_inv],

@@ -5,7 +5,9 @@ it fails, the rows are solved one by one), ``"per_trajectory"`` one row at a tim
 events and level sets need. Stops, with the definitions of :mod:`odeopt.integrate.stops`:
 a saved state beyond ``blowup`` or not finite is ``"diverged"`` (:func:`~..stops.beyond`);
 a terminal event is ``"event"``; a level set's domain (:class:`~..stops.Domain`) is a terminal
-event at V = 1e-12·V(x₀), ``"domain"``. gtol and non-terminal events are refused.
+event at V = 1e-12·V(x₀), ``"domain"``. gtol, non-terminal events and ``SaveAt(best=True)``
+(solve_ivp's accepted states are not seen) are refused; ``Trajectory.steps`` is None
+(solve_ivp reports no count of accepted steps, and a batched solve shares its steps).
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class ScipyBackend(BatchBackend):
             raise ValueError(
                 f"backend 'scipy' runs solve_ivp's methods {list(SCIPY_METHODS)}, got {scheme!r}"
             )
+        if request.save.best:  # solve_ivp's accepted states are not seen, only its output
+            raise self.refusal("best")
         mode = request.scipy_mode
         if mode not in ("batched", "per_trajectory"):
             raise ValueError(f"scipy_mode is 'batched' or 'per_trajectory', got {mode!r}")

@@ -5,8 +5,9 @@ derivative) and flagged afterwards, with the definitions of :mod:`odeopt.integra
 a state beyond ``blowup`` or a non-finite derivative → ``"diverged"`` with the last state
 within the bound (:func:`~..stops.beyond`); a level set's domain (:class:`~..stops.Domain`)
 → ``"domain"`` once V ≤ ε^⅜·V(x₀), ε the dtype's epsilon (t_stop: the first saved time at
-the edge, or the last one inside when a fixed-grid step jumped past it). Events, gtol and
-switches are refused.
+the edge, or the last one inside when a fixed-grid step jumped past it). Events, gtol,
+switches and ``SaveAt(best=True)`` (odeint's accepted states are not seen) are refused;
+``Trajectory.steps`` is None (the batch shares one step sequence, odeint does not report it).
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ class TorchdiffeqBackend(BatchBackend):
             raise ValueError(
                 "events and gtol are not supported with torchdiffeq; use backend='torch'"
             )
+        if request.save.best:  # odeint's accepted states are not seen, only its output
+            raise self.refusal("best")
         if request.system.switches:
             raise ValueError(
                 f"{request.system.name} switches parameters at an event located per "
