@@ -8,11 +8,12 @@ systems, schemes, step sizes and the comparisons made are the same.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import sympy as sp
 
 from . import problems, zoo
 from .integrate import integrate
@@ -61,32 +62,28 @@ QUICK = TourSizes(
 
 
 def phase_portraits(systems: list[PortHamiltonian], path: Path, sizes: TourSizes) -> None:
-    """Phase portraits of each two-block system in one dimension on F = θ²/2 + 1/2: the flow
-    (streamlines) over the level sets of H, on a ``portrait_grid``² grid of [−2.5, 2.5]²."""
+    """Phase portraits of each two-block system in one dimension on F = θ²/2 + 1/2 (drawn by
+    :func:`odeopt.plot.phase_portrait`): the flow (streamlines) over the level sets of H with
+    a colour bar, on a ``portrait_grid``² grid of [−2.5, 2.5]², four to a row; time-dependent
+    systems (nesterov) at t = 0."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .plot import phase_portrait
+
     two_block = [s for s in systems if len(s.blocks) == 2 and not s.aux_blocks]
-    fig, axes = plt.subplots(1, len(two_block), figsize=(5 * len(two_block), 4.4), squeeze=False)
-    x = sp.Symbol("x", real=True)
-    for ax, system in zip(axes[0], two_block, strict=True):
-        ex = system.explicit(x**2 / 2 + sp.Rational(1, 2), [x])
-        comp = ex.compile("numpy")
-        grid = np.linspace(-2.5, 2.5, sizes.portrait_grid)
-        TH, P = np.meshgrid(grid, grid)
-        names = [b.name for b in system.blocks]
-        state = {names[0]: TH.reshape(-1, 1), names[1]: P.reshape(-1, 1)}
-        f = comp.field(state)
-        U = f[names[0]].reshape(TH.shape)
-        W = f[names[1]].reshape(TH.shape)
-        H = comp.energy(state).reshape(TH.shape)
-        ax.contourf(TH, P, H, levels=20, cmap="Blues", alpha=0.6)
-        ax.streamplot(TH, P, U, W, color="k", density=sizes.portrait_density, linewidth=0.7)
-        ax.set_title(f"{system.name}: flow over level sets of H")
-        ax.set_xlabel(f"{names[0]} (F = θ²/2 + 1/2)")
-        ax.set_ylabel(names[1])
+    cols = min(4, max(len(two_block), 1))
+    rows = max(math.ceil(len(two_block) / cols), 1)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.9 * rows), squeeze=False)
+    for ax, system in zip(axes.flat, two_block, strict=False):
+        phase_portrait(
+            system, ax=ax, grid=sizes.portrait_grid, density=sizes.portrait_density, lim=2.5
+        )
+        ax.title.set_fontsize("medium")
+    for ax in list(axes.flat)[len(two_block) :]:
+        ax.set_visible(False)
     fig.tight_layout()
     fig.savefig(path, dpi=sizes.portrait_dpi)
     plt.close(fig)
@@ -178,52 +175,44 @@ def basins(path: Path, sizes: TourSizes) -> list[str]:
     return lines
 
 
+def _markdown(table: Any, digits: int = 3) -> list[str]:
+    """A pandas DataFrame of shares as markdown rows (index, then one column per column)."""
+    head = f"| {table.index.name or ''} | " + " | ".join(str(c) for c in table.columns) + " |"
+    rows = [head, "|---" * (len(table.columns) + 1) + "|"]
+    for name, row in table.iterrows():
+        rows.append(f"| {name} | " + " | ".join(f"{v:.{digits}f}" for v in row) + " |")
+    return rows
+
+
 def research_section(sizes: TourSizes) -> list[str]:
-    """LC_EGD against GD on polyThree, Euler–Richardson GD on polyTwo, braking's switch times,
-    Massaroli on two blobs and a short meta-training of the learned optimizer."""
+    """Bensaid's studies (GD, LC_EGD on polyThree; Euler–Richardson GD on polyTwo) through
+    :class:`odeopt.Study`, braking's switch times, Massaroli on two blobs and a short
+    meta-training of the learned optimizer."""
     from .schemes import EnergyDecrease, EulerRichardson, StepController
+    from .study import Run, Study
 
     n = sizes.research_starts
     lines = ["## Research systems", ""]
-    pb = problems.poly_three()
-    x0 = np.random.default_rng(0).uniform(-3, 3, (n, 2))
+    x0 = {"theta": np.random.default_rng(0).uniform(-3, 3, (n, 2))}
+    gf = zoo.gradient_flow()
     # Bensaid's protocol: first step 0.1, |∇R| < 1e-4, run until converged (or the step cap)
-    protocol = dict(
-        t_span=(0, 1e8), h=0.1, gtol=1e-4, save="final", max_steps=sizes.research_max_steps
-    )
-    runs = {
-        label: integrate(
-            zoo.gradient_flow(),
-            pb,
-            {"theta": x0},
-            scheme=EnergyDecrease("euler", h_max=h_max),
-            **protocol,
-        )
-        for label, h_max in (("LC_EGD", np.inf), ("LC_EGD, h ≤ 0.2", 0.2))
-    }
-    gd = integrate(zoo.gradient_flow(), pb, {"theta": x0}, steps=2000, h=0.1, save="final")
-    minima = [c.point for c in pb.critical_points() if c.kind == "minimum"]
-
-    def row(label: str) -> str:
-        tr = runs[label]
-        fin = tr.final["theta"]
-        shares = [np.mean(np.linalg.norm(fin - np.array(m, float), axis=1) < 0.05) for m in minima]
-        return (
-            f"| {label} | {(tr.status == 'converged').sum()} | "
-            f"{(tr.status == 'diverged').sum()} | " + " | ".join(f"{s:.3f}" for s in shares) + " |"
-        )
-
+    protocol = dict(t_span=(0, 1e8), h=0.1, gtol=1e-4, max_steps=sizes.research_max_steps)
+    three = Study(
+        problems.poly_three(),
+        x0,
+        {
+            "GD, h = 0.1": Run(gf, "euler", h=0.1, steps=2000),
+            "LC_EGD": Run(gf, EnergyDecrease("euler"), **protocol),
+            "LC_EGD, h ≤ 0.2": Run(gf, EnergyDecrease("euler", h_max=0.2), **protocol),
+        },
+    ).run()
     lines += [
         "LC_EGD (gradient flow + Euler, a step accepted only if F drops by ½h|g|²; h halves "
-        f"on rejection, ×10⁴ after acceptance) on polyThree, {n} starts in [−3, 3]², "
-        "|∇R| < 1e-4, first step 0.1:",
+        f"on rejection, ×10⁴ after acceptance) against GD on polyThree, {n} starts in "
+        "[−3, 3]², |∇R| < 1e-4, first step 0.1: share of starts per outcome "
+        "(oo.Study, Bensaid's protocol: within 0.05 of a minimum):",
         "",
-        "| | converged | diverged | " + " | ".join(str(m) for m in minima) + " |",
-        "|---|---|---|" + "---|" * len(minima),
-        row("LC_EGD"),
-        row("LC_EGD, h ≤ 0.2"),
-        f"| GD, h = 0.1 | {(gd.status == 'converged').sum()} | "
-        f"{(gd.status == 'diverged').sum()} | " + " | ".join("–" for _ in minima) + " |",
+        *_markdown(three.table()),
         "",
         "Reference (Bensaid, 10 000 draws): LC_EGD .216/.216/.283/.286 at (−2,1)/(2,−1)/"
         "(0,−1)/(0,1), no divergence; GD 100 % diverged. Bensaid's public code runs the "
@@ -232,24 +221,17 @@ def research_section(sizes: TourSizes) -> list[str]:
         "",
     ]
     ctrl = StepController(norm="l2", rtol=0, atol=0.01, grow=np.inf, shrink=0)
-    er = integrate(
-        zoo.gradient_flow(),
+    two = Study(
         problems.poly_two(),
-        {"theta": x0},
-        scheme=EulerRichardson("reference", controller=ctrl),
-        **protocol,
-    )
-    points = [(-2, 1), (2, -1), (0, -1), (0, 1)]
-    fin = er.final["theta"]
-    shares = [np.mean(np.linalg.norm(fin - np.array(m, float), axis=1) < 0.05) for m in points]
+        x0,
+        {"Euler–Richardson": Run(gf, EulerRichardson("reference", controller=ctrl), **protocol)},
+    ).run()
     lines += [
         "Euler–Richardson GD (Bensaid's variant: η₀ = 0.1, tolerance 0.01, |∇R| < 1e-4 tested "
-        f"at the Euler predictor as the reference code does) on polyTwo, the same {n} starts: "
-        f"{(er.status == 'converged').sum()} converged; shares at "
-        + "/".join(str(m) for m in points)
-        + " "
-        + "/".join(f"{s:.3f}" for s in shares)
-        + " (reference .214/.209/.293/.285).",
+        f"at the Euler predictor as the reference code does) on polyTwo, the same {n} starts "
+        "(reference .214/.209/.293/.285 at (−2,1)/(2,−1)/(0,−1)/(0,1)):",
+        "",
+        *_markdown(two.table()),
         "",
     ]
     tr = integrate(

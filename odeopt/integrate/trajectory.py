@@ -109,8 +109,12 @@ class Trajectory:
     ``t_stop`` is when it stopped (NaN for "ok"): NaN never enters the arrays.
     ``events`` lists every event that fired. Arrays are numpy or torch like the input.
 
-    ``steps`` (batch,) is the number of accepted steps each trajectory took (None where the
-    backend cannot count them, e.g. scipy's and torchdiffeq's solvers); ``step_size``
+    ``steps`` (batch,): accepted steps from t₀ to the state the trajectory keeps — n for
+    "ok"; a stop in step k counts k + 1 when it keeps the state after the step (converged),
+    k when it keeps the state before it (diverged, domain, unconverged) or a state located
+    within it (event); a stop at a save (nonfinite) counts the steps to the last saved
+    state; adaptive schemes count accepted steps only (a stop at the Euler predictor counts
+    as one); None for scipy and torchdiffeq, which do not report them per row. ``step_size``
     (time, batch), recorded by odeopt's adaptive schemes only (None otherwise), is the size of
     the last step accepted before each saved point (the first step's h at t₀);
     ``best_loss`` (batch,), with ``SaveAt(best=True)``, is min F over every accepted state of
@@ -212,34 +216,38 @@ class Trajectory:
             Q.shape[1],
         )
 
-    # -- plots
+    # -- plots (odeopt.plot draws them; matplotlib is imported there, when called)
     def plot(
         self,
         block: str = "theta",
-        coords: Sequence[int] = (0, 1),
+        coords: Sequence[int] | None = None,
         ax: Any = None,
         max_lines: int = 200,
         **kwargs: Any,
     ) -> Any:
-        """Paths of coordinates ``coords`` of ``block`` in the plane (matplotlib axes)."""
-        import matplotlib.pyplot as plt
+        """Paths of coordinates ``coords = (i, j)`` of ``block`` in the plane, or one
+        coordinate ``(i,)`` against t (the default for a one-dimensional block), starts and
+        ends marked; see :func:`odeopt.plot.trajectory`. Returns the matplotlib axes."""
+        from .. import plot
 
-        ax = ax or plt.gca()
-        X = np.asarray(self.numpy()[block])
-        i, j = coords
-        for b in range(min(X.shape[1], max_lines)):
-            ax.plot(X[:, b, i], X[:, b, j], lw=0.8, **kwargs)
-        ax.set_xlabel(f"{block}[{i}]")
-        ax.set_ylabel(f"{block}[{j}]")
-        return ax
+        return plot.trajectory(self, block, coords, ax=ax, max_lines=max_lines, **kwargs)
+
+    def plot_loss(self, ax: Any = None, max_lines: int = 50, **kwargs: Any) -> Any:
+        """F(t) of the first ``max_lines`` trajectories (log axis when F > 0); see
+        :func:`odeopt.plot.loss`."""
+        from .. import plot
+
+        return plot.loss(self, ax=ax, max_lines=max_lines, **kwargs)
 
     def plot_energy(self, ax: Any = None, max_lines: int = 50, **kwargs: Any) -> Any:
-        """H(t) for the first ``max_lines`` trajectories."""
-        import matplotlib.pyplot as plt
+        """H(t) of the first ``max_lines`` trajectories; see :func:`odeopt.plot.energy`."""
+        from .. import plot
 
-        ax = ax or plt.gca()
-        tr = self.numpy()
-        ax.plot(tr.t, np.asarray(tr.energy)[:, :max_lines], lw=0.8, **kwargs)
-        ax.set_xlabel("t")
-        ax.set_ylabel("H")
-        return ax
+        return plot.energy(self, ax=ax, max_lines=max_lines, **kwargs)
+
+    def plot_step_size(self, ax: Any = None, max_lines: int = 50, **kwargs: Any) -> Any:
+        """The accepted step size h against t (adaptive schemes only); see
+        :func:`odeopt.plot.step_size`."""
+        from .. import plot
+
+        return plot.step_size(self, ax=ax, max_lines=max_lines, **kwargs)

@@ -140,17 +140,21 @@ class Study:
         todo = [t for t in tasks if t not in records]
         if progress is None:
             progress = bool(getattr(sys.stderr, "isatty", lambda: False)()) and len(tasks) > 1
-        from tqdm.auto import tqdm
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(tasks), initial=len(records), desc="study", disable=not progress)
+            bar = tqdm(total=len(tasks), initial=len(records), desc="study")
         try:
             for task, rec in self._results(todo, client, workers, best):
                 records[task] = rec
                 if store is not None:
                     store.write(task, rec)
-                bar.update(1)
+                if bar is not None:
+                    bar.update(1)
         finally:
-            bar.close()
+            if bar is not None:
+                bar.close()
         return StudyResult(self._assemble(records, best), self.problem, radius)
 
     def _args(self, task: Task, best: bool) -> tuple[Any, ...]:

@@ -139,3 +139,25 @@ def test_the_command_on_its_defaults_runs_the_full_tour(monkeypatch, tmp_path):
     assert seen == [FULL] and FULL == TourSizes()
     assert FULL.basin_grid == 20 and FULL.research_starts == 1000 and FULL.digits_steps == 200
     assert all(getattr(QUICK, f) < getattr(FULL, f) for f in ("basin_grid", "digits_steps"))
+
+
+def test_research_section_tables_come_from_studies(quick_tour):
+    """The research section's tables are Study tables: one column per minimum of the
+    problem's catalogue, then other / not converged / diverged, each row summing to 1; GD
+    (h = 0.1) diverges from every start on polyThree, LC_EGD from none."""
+    _, report, _ = quick_tour
+    section = report.split("## Research systems")[1].split("\n## ")[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("| run |"):
+            header = cells[1:]
+            assert header[-3:] == ["other", "not converged", "diverged"]
+        elif line.startswith("| ") and cells[0] in ("GD, h = 0.1", "LC_EGD", "Euler–Richardson"):
+            rows[cells[0]] = dict(zip(header, map(float, cells[1:]), strict=True))
+    assert set(rows) == {"GD, h = 0.1", "LC_EGD", "Euler–Richardson"}
+    for name, shares in rows.items():
+        assert sum(shares.values()) == pytest.approx(1.0, abs=2e-3), name
+    assert rows["GD, h = 0.1"]["diverged"] == 1.0
+    assert rows["LC_EGD"]["diverged"] == 0.0
+    assert "(0, -1)" in rows["LC_EGD"] and "(2, -1)" in rows["Euler–Richardson"]
