@@ -67,6 +67,7 @@ class StudyResult:
         self.data = data
         self.problem = problem
         self.radius = float(radius)
+        self._outcome: Any = None
 
     def minima(self) -> list[tuple[str, np.ndarray]]:
         """(label, point) of every minimum an outcome can name (``str`` of the exact point,
@@ -83,7 +84,10 @@ class StudyResult:
     def outcome(self) -> Any:
         """Per run and start, Bensaid's protocol: status "diverged" → "diverged"; "converged"
         within ``radius`` (Euclidean) of a minimum → its label (the nearest if several);
-        "converged" elsewhere → "other"; any other status → "not converged"."""
+        "converged" elsewhere → "other"; any other status → "not converged". Computed once
+        (the result's data are not meant to change)."""
+        if self._outcome is not None:
+            return self._outcome
         import xarray as xr
 
         status = self.data["status"].values
@@ -99,12 +103,13 @@ class StudyResult:
             hit = conv & (d < self.radius) & (d < best)
             out[hit] = label
             best = np.where(hit, d, best)
-        return xr.DataArray(
+        self._outcome = xr.DataArray(
             out.astype(str),
             coords={"run": self.data["run"], "start": self.data["start"]},
             dims=("run", "start"),
             name="outcome",
         )
+        return self._outcome
 
     def table(self) -> Any:
         """Share of starts per outcome: a pandas DataFrame indexed by run name with one column

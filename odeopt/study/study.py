@@ -51,6 +51,8 @@ class Study:
                     f"oo.Run.torch(optimizer, steps, ...); got {type(r).__name__}"
                 )
         starts = {b: np.asarray(v, dtype=np.float64) for b, v in x0.items()}
+        if not starts:
+            raise ValueError("Study: x0 has no blocks; give {'theta': starts of shape (batch, n)}")
         batch = None
         for b, v in starts.items():
             if v.ndim != 2:
@@ -58,6 +60,8 @@ class Study:
             if batch is not None and v.shape[0] != batch:
                 raise ValueError(f"Study: x0[{b!r}] has {v.shape[0]} starts, not {batch}")
             batch = v.shape[0]
+        if not batch:
+            raise ValueError("Study: x0 has no starts (batch 0); give at least one start")
         dim = getattr(problem, "dim", None)
         for name, r in runs.items():
             pos = r.position
@@ -134,20 +138,24 @@ class Study:
             for lo in range(0, self.batch, chunk_size)
         ]
         store = _Checkpoint(checkpoint, self._fingerprint(chunk_size, best)) if checkpoint else None
-        records: dict[Task, dict[str, np.ndarray]] = {}
-        if store is not None:
-            records.update({t: rec for t in tasks if (rec := store.read(t)) is not None})
-        todo = [t for t in tasks if t not in records]
+        table = _Records(len(self.runs), self.batch)
+        todo = []
+        for t in tasks:
+            rec = store.read(t) if store is not None else None
+            if rec is None:
+                todo.append(t)
+            else:
+                table.put(t, rec)
         if progress is None:
             progress = bool(getattr(sys.stderr, "isatty", lambda: False)()) and len(tasks) > 1
         bar = None
         if progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(tasks), initial=len(records), desc="study")
+            bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), desc="study")
         try:
             for task, rec in self._results(todo, client, workers, best):
-                records[task] = rec
+                table.put(task, rec)  # into the study's arrays: a chunk's record is dropped
                 if store is not None:
                     store.write(task, rec)
                 if bar is not None:
@@ -155,7 +163,7 @@ class Study:
         finally:
             if bar is not None:
                 bar.close()
-        return StudyResult(self._assemble(records, best), self.problem, radius)
+        return StudyResult(self._assemble(table.arrays(), best), self.problem, radius)
 
     def _args(self, task: Task, best: bool) -> tuple[Any, ...]:
         i, lo, hi = task
@@ -187,21 +195,12 @@ class Study:
             for t in todo:
                 yield t, execute(*self._args(t, best))
 
-    def _assemble(self, records: Mapping[Task, dict[str, np.ndarray]], best: bool) -> Any:
-        """The records of every task as one Dataset (run × start)."""
+    def _assemble(self, arrays: Mapping[str, np.ndarray], best: bool) -> Any:
+        """The study's arrays (run × start) as one Dataset."""
         import xarray as xr
 
-        n_runs, B = len(self.runs), self.batch
+        B = self.batch
         dims = ("run", "start")
-        arrays: dict[str, np.ndarray] = {}
-        fill = {"status": "", "steps": -1}
-        for (i, lo, hi), rec in sorted(records.items()):
-            for k, v in rec.items():
-                if k not in arrays:
-                    shape = (n_runs, B, *v.shape[1:])
-                    dtype = "<U11" if k == "status" else v.dtype
-                    arrays[k] = np.full(shape, fill.get(k, np.nan), dtype=dtype)
-                arrays[k][i, lo:hi] = v
         data: dict[str, Any] = {}
         for k, v in arrays.items():
             if k.startswith("x:"):
@@ -244,6 +243,32 @@ class Study:
             h.update(np.ascontiguousarray(v).tobytes())
         h.update(f"{chunk_size};{best}".encode())
         return h.hexdigest()
+
+
+class _Records:
+    """The study's arrays (run × start × …), filled task by task as records arrive (in any
+    order); a key's array is made when a record first has it."""
+
+    FILL: dict[str, Any] = {"status": "", "steps": -1}
+
+    def __init__(self, n_runs: int, batch: int) -> None:
+        self.shape = (n_runs, batch)
+        self._arrays: dict[str, np.ndarray] = {}
+        self._first: dict[str, tuple[Task, int]] = {}  # where a key first appears: its order
+
+    def put(self, task: Task, rec: Mapping[str, np.ndarray]) -> None:
+        i, lo, hi = task
+        for pos, (k, v) in enumerate(rec.items()):
+            if k not in self._arrays:
+                dtype = "<U11" if k == "status" else v.dtype
+                fill = self.FILL.get(k, np.nan)
+                self._arrays[k] = np.full((*self.shape, *v.shape[1:]), fill, dtype=dtype)
+            self._first[k] = min(self._first.get(k, (task, pos)), (task, pos))
+            self._arrays[k][i, lo:hi] = v
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The arrays in the order of the tasks' records (whatever order they arrived in)."""
+        return {k: self._arrays[k] for k in sorted(self._arrays, key=self._first.__getitem__)}
 
 
 class _Checkpoint:

@@ -202,3 +202,25 @@ def test_integrate_runs_record_steps_and_best_f() -> None:
     assert (hb["steps"].values[ok] == 37).all()
     assert (hb["best_F"].values <= hb["F"].values).all()
     assert (hb["best_F"].values[ok] < hb["F"].values[ok]).any()
+
+
+def test_records_arriving_in_any_order_give_the_same_data() -> None:
+    """The study's arrays are filled task by task in whatever order tasks finish (dask and
+    worker processes finish them out of order): reversed arrival, same Dataset."""
+    study = _poly_three_study(30)
+    ordered = study.run(chunk_size=7)
+
+    def reversed_results(todo, client, workers, best):
+        for t in reversed(todo):
+            yield t, oo.study.study.execute(*study._args(t, best))
+
+    study._results = reversed_results
+    assert study.run(chunk_size=7).data.identical(ordered.data)
+
+
+def test_a_study_needs_starts() -> None:
+    gd = {"GD": Run(oo.zoo.gradient_flow(), "euler", h=0.1, steps=5)}
+    with pytest.raises(ValueError, match="no starts"):
+        Study(oo.problems.poly_three(), {"theta": np.zeros((0, 2))}, gd)
+    with pytest.raises(ValueError, match="no blocks"):
+        Study(oo.problems.poly_three(), {}, gd)
