@@ -17,7 +17,8 @@ fixed-step row that runs to the end made n steps, one stopped by a step made the
 before it, plus that step when it keeps the state after it (converged); the count is
 derived from the step index at the stop and at the saves, not incremented per row and step.
 The adaptive loop counts each row's accepted steps (a stop at the Euler predictor counts
-as one) and records the size of the last one before each save (``Trajectory.step_size``).
+as one) and records the size of the last one before each save that was not cut short to
+land on a saved time (``Trajectory.step_size``).
 With ``SaveAt(best=True)`` both fold F at every accepted state into the row's best value.
 """
 
@@ -212,7 +213,10 @@ class AdaptiveSteps:
         pr["accepted_old"] = pr["accepted"].copy()
         pr["accepted"][acc_rows] += 1
         pr["h_accepted_old"] = pr["h_accepted"].copy()
-        pr["h_accepted"][acc_rows] = hs[acc]
+        # the step size history: accepted steps of the controller's size, not the ones cut
+        # short to land on a saved time (those say where the saves are, not what h is)
+        full = acc & (hs >= pr["h"][rows])
+        pr["h_accepted"][rows[full]] = hs[full]
         fac = np.where(finite_err & np.isfinite(fac), fac, 0.1)
         pr["h"][rows] = np.clip(hs * fac, c.h_min, c.h_max)
         pr["rejected_at"] = np.full(len(pr["t"]), np.inf)

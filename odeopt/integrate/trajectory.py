@@ -115,8 +115,10 @@ class Trajectory:
     within it (event); a stop at a save (nonfinite) counts the steps to the last saved
     state; adaptive schemes count accepted steps only (a stop at the Euler predictor counts
     as one); None for scipy and torchdiffeq, which do not report them per row. ``step_size``
-    (time, batch), recorded by odeopt's adaptive schemes only (None otherwise), is the size of
-    the last step accepted before each saved point (the first step's h at t₀);
+    (time, batch, numpy float64 whatever the arrays), recorded by odeopt's adaptive schemes
+    only (None otherwise), is the size of the last accepted step before each saved point
+    that was not cut short to land on a saved time (h₀, the first step tried, until there
+    is one);
     ``best_loss`` (batch,), with ``SaveAt(best=True)``, is min F over every accepted state of
     the trajectory (the start included).
     """
