@@ -388,7 +388,7 @@ def basins(
     starts), so that 10⁶ starts draw in seconds."""
     k = _run_index(result, run, "basins")
     data = result.data
-    position = data.attrs["position"]
+    position = result.position(k)
     x0 = np.asarray(data[f"x0_{position}"].values, dtype=float)
     labels = np.asarray(result.outcome.values[k]).astype(str)
     colours = outcome_colours(result)

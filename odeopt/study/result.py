@@ -44,7 +44,8 @@ class StudyResult:
     * the minima an outcome can name: coordinate ``minimum`` (labels) and
       ``minimum_point`` (minimum × position dim); per run the coordinates ``base`` and
       ``grid_<key>`` (the grid values that named it, "" where none);
-    * attributes ``position`` (the block F reads), ``problem`` (its name) and ``radius``.
+    * per run the coordinate ``position`` (the block F reads; the attribute ``position`` is
+      the first run's), attributes ``problem`` (its name) and ``radius``.
 
     ``result.outcome`` decides each start by Bensaid's protocol, ``table()`` counts them.
     The result is saved and loaded whole (:meth:`save`, :meth:`load`: netCDF).
@@ -56,7 +57,11 @@ class StudyResult:
         if "minimum" not in data.coords:
             if problem is None:
                 raise ValueError("StudyResult: give the problem (its minima name the outcomes)")
-            pos = data.attrs["position"]
+            pos = (
+                str(data["position"].values[0])
+                if "position" in data.coords
+                else (data.attrs["position"])
+            )
             minima = _minima_of(problem)
             dim = data[pos].shape[-1]
             points = np.array([p for _, p in minima], dtype=float).reshape(len(minima), dim)
@@ -76,6 +81,13 @@ class StudyResult:
         points = self.data["minimum_point"].values
         return [(str(label), points[k]) for k, label in enumerate(labels)]
 
+    def position(self, run: int | str) -> str:
+        """The block F reads in ``run`` (an index or a name)."""
+        i = run if isinstance(run, (int, np.integer)) else self.runs.index(run)
+        if "position" in self.data.coords:
+            return str(self.data["position"].values[i])
+        return str(self.data.attrs["position"])
+
     @property
     def runs(self) -> list[str]:
         return [str(r) for r in self.data["run"].values]
@@ -91,15 +103,17 @@ class StudyResult:
         import xarray as xr
 
         status = self.data["status"].values
-        theta = self.data[self.data.attrs["position"]].values
         out = np.full(status.shape, "not converged", dtype=object)
         out[status == "diverged"] = "diverged"
         conv = status == "converged"
         out[conv] = "other"
         best = np.full(status.shape, np.inf)
+        d = np.full(status.shape, np.inf)
         for label, point in self.minima():
-            with np.errstate(invalid="ignore"):
-                d = np.linalg.norm(theta - point, axis=-1)
+            for i in range(status.shape[0]):  # each run's own position block
+                theta = self.data[self.position(i)].values[i]
+                with np.errstate(invalid="ignore"):
+                    d[i] = np.linalg.norm(theta - point, axis=-1)
             hit = conv & (d < self.radius) & (d < best)
             out[hit] = label
             best = np.where(hit, d, best)
@@ -133,7 +147,7 @@ class StudyResult:
         ``any_over="seed"`` counts a start as a success when any run of a group succeeds
         from it, the groups being the runs that differ in grid value ``seed`` only (ECD's
         "any of 5 runs"); the Series is then indexed by group (the runs' names without that
-        value)."""
+        value; a run without that grid value is a group of its own, under its name)."""
         import pandas as pd
 
         if not is_real(threshold):
@@ -157,13 +171,22 @@ class StudyResult:
             )
         others = [c for c in self.data.coords if str(c).startswith("grid_") and c != key]
         groups: dict[str, list[int]] = {}
-        for i in range(len(self.runs)):
+        for i, run in enumerate(self.runs):
+            if not str(self.data[key].values[i]):  # not a repeat over any_over: on its own
+                groups.setdefault(run, []).append(i)
+                continue
             parts = [str(self.data["base"].values[i])] + [
                 f"{str(c)[5:]}={self.data[c].values[i]}"
                 for c in others
                 if str(self.data[c].values[i])
             ]
-            groups.setdefault(", ".join(p for p in parts if p) or "run", []).append(i)
+            group = ", ".join(p for p in parts if p) or "run"
+            if group in self.runs and not str(self.data[key].values[self.runs.index(group)]):
+                raise ValueError(
+                    f"success: the group {group!r} of runs over {any_over} is also a run's "
+                    "name; give the grid another name= (Run.grid(..., name=...))"
+                )
+            groups.setdefault(group, []).append(i)
         return pd.Series(
             [ok[idx].any(axis=0).mean() for idx in groups.values()],
             index=pd.Index(list(groups), name="group"),

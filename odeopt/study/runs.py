@@ -37,6 +37,19 @@ def is_real(v: Any) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
 
 
+def _digest(obj: Any) -> bytes:
+    """The bytes of ``obj``'s pickle (cloudpickle where pickle cannot: lambdas, generated
+    classes): the same object gives the same bytes in another process."""
+    import pickle
+
+    try:
+        return pickle.dumps(obj, protocol=4)
+    except Exception:  # noqa: BLE001 (anything pickle refuses)
+        import cloudpickle
+
+        return cloudpickle.dumps(obj, protocol=4)
+
+
 def _label(k: str, v: Any) -> str:
     return f"{k}={v:g}" if is_real(v) else f"{k}={v}"
 
@@ -51,10 +64,18 @@ def _expand(
         if not values[k]:
             raise ValueError(f"Run.grid: {k}=[] is empty; give at least one value")
     out = []
+    seen: dict[str, dict[str, Any]] = {}
     for combo in itertools.product(*(values[k] for k in axes)):
         labels = dict(zip(axes, combo, strict=True))
         parts = ([name] if name else []) + [_label(k, v) for k, v in labels.items()]
-        out.append((", ".join(parts) or "run", {**values, **labels}, labels))
+        run_name = ", ".join(parts) or "run"
+        if run_name in seen:
+            raise ValueError(
+                f"Run.grid: {seen[run_name]} and {labels} both name the run {run_name!r} "
+                "(values print with 6 significant digits); give values that differ there"
+            )
+        seen[run_name] = labels
+        out.append((run_name, {**values, **labels}, labels))
     return out
 
 
@@ -94,6 +115,10 @@ class Run:
     def __repr__(self) -> str:
         kw = ", ".join(f"{k}={v!r}" for k, v in sorted(self.kwargs.items()))
         return f"Run({self.system.name}, {self.scheme!r}, {kw})"
+
+    def digest(self) -> bytes:
+        """What the run's results depend on, as bytes (see :func:`_digest`)."""
+        return _digest((self.system, self.scheme, self.kwargs))
 
     @property
     def blocks(self) -> set[str]:
@@ -213,7 +238,10 @@ class OptimizerRun:
     finite or max|θ| > ``blowup`` (the state after k − 1 steps is kept, ``steps`` = k − 1),
     "converged" when |∇F| < ``gtol`` (this state is kept, ``steps`` = k), else "ok"
     (``steps`` = the steps asked); ``t_stop`` is k (NaN for "ok"): optimizer runs count time
-    in steps; best_F is the least finite F at the states visited.
+    in steps; best_F is the least finite F at the states visited. Stopped rows of a batched
+    run are frozen (kept state, zero gradient, no share of the returned loss) while the
+    others go on; an optimizer that raises FloatingPointError (exported optimizers check
+    that gradients and the loss are finite) marks the rows still running "diverged".
     """
 
     def __init__(
@@ -264,6 +292,14 @@ class OptimizerRun:
             f"Run.torch({name}, steps={self.steps}, seed={self.seed}, batched={self.batched}, "
             f"gtol={self.gtol}, blowup={self.blowup:g}, {kw})"
         )
+
+    def digest(self) -> bytes:
+        """What the run's results depend on, as bytes: the optimizer (its module, name and,
+        for exported classes, source) and every setting."""
+        opt = self.optimizer
+        who = (getattr(opt, "__module__", ""), getattr(opt, "__qualname__", repr(opt)))
+        settings = (self.steps, self.block, self.seed, self.batched, self.gtol, self.blowup)
+        return _digest((who, getattr(opt, "source", ""), settings, self.hyper))
 
     @property
     def blocks(self) -> set[str]:
@@ -338,25 +374,37 @@ class OptimizerRun:
         p = torch.nn.Parameter(torch.tensor(theta0[rows], dtype=torch.float64))
         opt = self.optimizer([p], **kw)
         live = np.ones(len(rows), dtype=bool)  # rows still stepping
-        last: dict[str, Any] = {"version": None}
-
-        def closure() -> Any:
-            """θ.grad = ∇F(θ), returns ΣF(θ); evaluated once per state (θ's version)."""
-            if last["version"] != p._version:  # the problem on numpy (θ is a CPU tensor)
-                with np.errstate(over="ignore", invalid="ignore"):  # checked: "diverged"
-                    F, g = problem.value_and_grad(p.detach().numpy().copy())
-                F = np.asarray(F, dtype=np.float64).reshape(-1)
-                g = np.asarray(g, dtype=np.float64)
-                last.update(F=F, grad=torch.from_numpy(g), version=p._version)
-                last["sum"] = torch.tensor(F.sum(), dtype=torch.float64)
-                with np.errstate(over="ignore", invalid="ignore"):
-                    last["g"] = np.sqrt((g * g).sum(-1))
-            p.grad = last["grad"].clone()
-            return last["sum"]
-
         n = len(rows)
         best = np.full(n, np.inf)
         kept = {"x": theta0[rows].copy(), "F": np.zeros(n), "g": np.zeros(n), "k": np.zeros(n)}
+        last: dict[str, Any] = {"x": None}
+
+        def closure() -> Any:
+            """θ.grad = ∇F(θ), returns ΣF(θ); evaluated once per state (θ's values: an
+            optimizer may write them through p.data, which torch's version counter misses)."""
+            x = p.detach().numpy()
+            if last["x"] is None or not np.array_equal(x, last["x"]):
+                last["x"] = x.copy()
+                with np.errstate(over="ignore", invalid="ignore"):  # checked: "diverged"
+                    F, g = problem.value_and_grad(x.copy())
+                F = np.asarray(F, dtype=np.float64).reshape(-1)
+                g = np.asarray(g, dtype=np.float64)
+                last.update(F=F, grad=torch.from_numpy(g))
+                last["sum"] = torch.tensor(F.sum(), dtype=torch.float64)
+                with np.errstate(over="ignore", invalid="ignore"):
+                    last["g"] = np.sqrt((g * g).sum(-1))
+            if live.all():
+                p.grad = last["grad"].clone()
+                return last["sum"]
+            # rows that stopped are frozen at their kept state with zero gradient and no
+            # share of the loss, so the optimizer (its own finite checks included) goes on
+            # with the others
+            dead = torch.from_numpy(~live)
+            if not np.isfinite(x[~live]).all():
+                with torch.no_grad():
+                    p[dead] = torch.from_numpy(kept["x"][~live])
+            p.grad = torch.where(dead[:, None], 0.0, last["grad"])
+            return torch.tensor(last["F"][live].sum(), dtype=torch.float64)
 
         def keep(mask: np.ndarray, x: np.ndarray, F: np.ndarray, gn: np.ndarray, k: int) -> None:
             glob = rows[mask]
@@ -400,7 +448,13 @@ class OptimizerRun:
         closure()
         if check(0):
             for k in range(1, self.steps + 1):
-                opt.step(closure)  # F, ∇F at the state before the step (evaluated already)
+                try:
+                    opt.step(closure)  # F, ∇F before the step (evaluated already)
+                except FloatingPointError:  # the optimizer's own finite check: diverged
+                    keep(live, kept["x"], kept["F"], kept["g"], k - 1)
+                    rec["status"][rows[live]] = "diverged"
+                    rec["t_stop"][rows[live]] = k
+                    break
                 closure()  # F, ∇F at the new state
                 if not check(k):
                     break

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..checks import check_problem, check_starts
 from .result import StudyResult
-from .runs import OptimizerRun, Run, is_real
+from .runs import OptimizerRun, Run, _digest, is_real
 
 __all__ = ["Study"]
 
@@ -29,6 +29,14 @@ def execute(
     """One task: ``run`` on the starts ``x0`` (global indices ``index``). A module-level
     function, so that worker processes and dask workers can import it."""
     return run.execute(problem, x0, index, best)
+
+
+def execute_pickled(payload: bytes) -> dict[str, np.ndarray]:
+    """:func:`execute` on arguments serialized by cloudpickle (so that worker processes take
+    exported optimizer classes and problems made of lambdas, as dask does)."""
+    import cloudpickle
+
+    return execute(*cloudpickle.loads(payload))
 
 
 class Study:
@@ -185,10 +193,15 @@ class Study:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor, as_completed
 
+            import cloudpickle
+
             ctx = mp.get_context("forkserver")
             ctx.set_forkserver_preload(["odeopt"])
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-                futs = {pool.submit(execute, *self._args(t, best)): t for t in todo}
+                futs = {
+                    pool.submit(execute_pickled, cloudpickle.dumps(self._args(t, best))): t
+                    for t in todo
+                }
                 for fut in as_completed(futs):
                     yield futs[fut], fut.result()
         else:
@@ -225,19 +238,27 @@ class Study:
         ds["steps"].attrs["long_name"] = "accepted steps (-1: not counted by the backend)"
         if best:
             ds["best_F"].attrs["long_name"] = "least F along the run"
-        ds.attrs["position"] = sorted({r.position for r in runs})[0]
+        ds = ds.assign_coords(position=("run", [r.position for r in runs]))
+        ds.attrs["position"] = runs[0].position  # the first run's (see the coordinate)
         return ds
 
     def _fingerprint(self, chunk_size: int, best: bool) -> str:
-        """What a checkpoint's tasks depend on: the problem (its repr and F at the first
-        starts), the runs (their repr), the starts, the chunking and ``best``."""
+        """What a checkpoint's tasks depend on: the problem, every run (their pickles: systems
+        with their parameter values, schemes with every setting, optimizer classes with their
+        source), the starts, the chunking and ``best``."""
         h = hashlib.sha256()
+        # the problem: its public attributes (private ones are caches, such as the critical
+        # points a result asks for) and F, ∇F at the first starts
+        public = {k: v for k, v in sorted(vars(self.problem).items()) if not k.startswith("_")}
         h.update(repr(self.problem).encode())
+        h.update(_digest({k: _digest(v) for k, v in public.items()}))
         pos = next(iter(self.runs.values())).position
-        F, _ = self.problem.value_and_grad(self.x0[pos][:4])  # the problem's values, too
+        F, g = self.problem.value_and_grad(self.x0[pos][:8])
         h.update(np.asarray(F, dtype=np.float64).tobytes())
+        h.update(np.asarray(g, dtype=np.float64).tobytes())
         for name, r in self.runs.items():
-            h.update(f"{name}={r!r};".encode())
+            h.update(name.encode())
+            h.update(r.digest())
         for b, v in sorted(self.x0.items()):
             h.update(b.encode())
             h.update(np.ascontiguousarray(v).tobytes())

@@ -53,10 +53,22 @@ def test_dask_local_cluster_table_equals_the_local_one(poly_three_2000) -> None:
 
 
 def test_worker_processes_equal_the_local_run() -> None:
+    """Worker processes take what dask takes (cloudpickle): an exported optimizer class, a
+    problem made of lambdas."""
     study = _poly_three_study(120)
+    Hb = oo.discretize(oo.zoo.heavy_ball(friction=2.0), "symplectic_euler").to_torch()
+    study.runs["HB (exported)"] = Run.torch(Hb, 50, batched=True, lr=0.05)
     local = study.run()
     pooled = study.run(chunk_size=25, workers=2)
     assert pooled.data.identical(local.data)
+    bowl = oo.problems.from_functions(
+        lambda th: 0.5 * (th**2).sum(-1), lambda th: th, dim=2, name="bowl"
+    )
+    gd = {"GD": Run(oo.zoo.gradient_flow(), "euler", h=0.5, steps=3)}
+    lam = Study(bowl, {"theta": np.ones((4, 2))}, gd)
+    np.testing.assert_array_equal(
+        lam.run(chunk_size=2, workers=2).data["theta"].values, np.full((1, 4, 2), 0.125)
+    )
 
 
 def test_checkpoint_resumes_only_missing_tasks(tmp_path) -> None:
@@ -72,6 +84,54 @@ def test_checkpoint_resumes_only_missing_tasks(tmp_path) -> None:
     assert all(f.stat().st_mtime_ns == t for f, t in stamps.items())  # the others were read
     with pytest.raises(ValueError, match="holds tasks of another study"):
         study.run(chunk_size=30, checkpoint=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("name", "changed"),
+    [
+        ("GD", Run(oo.zoo.gradient_flow(), "euler", h=0.1, steps=2000, gtol=1e-3)),
+        (
+            "LC_EGD",  # h_max does not show in the scheme's repr
+            Run(
+                oo.zoo.gradient_flow(),
+                oo.schemes.EnergyDecrease("euler", h_max=0.2),
+                t_span=(0, 1e8),
+                h=0.1,
+                gtol=1e-4,
+                max_steps=5000,
+            ),
+        ),
+    ],
+)
+def test_checkpoint_refuses_a_study_whose_runs_changed(tmp_path, name, changed) -> None:
+    study = _poly_three_study(6)
+    study.run(checkpoint=tmp_path)
+    other = _poly_three_study(6)
+    other.runs[name] = changed
+    with pytest.raises(ValueError, match="holds tasks of another study"):
+        other.run(checkpoint=tmp_path)
+    study.run(checkpoint=tmp_path)  # the unchanged study resumes
+
+
+def test_checkpoint_sees_system_parameters_and_optimizer_settings(tmp_path) -> None:
+    x0 = {"theta": np.random.default_rng(0).uniform(-1, 1, (5, 2))}
+    pb = oo.problems.poly_three()
+
+    def hb(friction):
+        return {"HB": Run(oo.zoo.heavy_ball(friction=friction), h=0.1, steps=20)}
+
+    Study(pb, x0, hb(0.1)).run(checkpoint=tmp_path / "a")
+    with pytest.raises(ValueError, match="holds tasks of another study"):
+        Study(pb, x0, hb(0.9)).run(checkpoint=tmp_path / "a")
+
+    def exported(friction):
+        Opt = oo.discretize(oo.zoo.heavy_ball(friction=friction), "symplectic_euler").to_torch()
+        return {"HB": Run.torch(Opt, 20, batched=True, lr=0.1)}
+
+    Study(pb, x0, exported(0.1)).run(checkpoint=tmp_path / "b")
+    Study(pb, x0, exported(0.1)).run(checkpoint=tmp_path / "b")  # the same study resumes
+    with pytest.raises(ValueError, match="holds tasks of another study"):
+        Study(pb, x0, exported(0.9)).run(checkpoint=tmp_path / "b")
 
 
 def test_result_round_trips_through_netcdf(tmp_path, poly_three_2000) -> None:
@@ -224,3 +284,66 @@ def test_a_study_needs_starts() -> None:
         Study(oo.problems.poly_three(), {"theta": np.zeros((0, 2))}, gd)
     with pytest.raises(ValueError, match="no blocks"):
         Study(oo.problems.poly_three(), {}, gd)
+
+
+def test_runs_on_different_position_blocks_each_read_their_own() -> None:
+    x0 = {
+        "theta": np.array([[0.05, -1.02], [1.9, -0.9], [2.9, 2.9]]),
+        "x": np.array([[0.05, -1.02], [1.9, -0.9], [2.9, 2.9]]),
+    }
+    runs = {
+        "GD": Run(oo.zoo.gradient_flow(), "euler", h=0.01, steps=3000, gtol=1e-6),
+        "SGD on x": Run.torch(torch.optim.SGD, 3000, block="x", batched=True, lr=0.01, gtol=1e-6),
+    }
+    res = Study(oo.problems.poly_three(), x0, runs).run()
+    assert list(res.data["position"].values) == ["theta", "x"]
+    out = res.outcome.values
+    assert list(out[0][:2]) == ["(0, -1)", "(2, -1)"]
+    np.testing.assert_array_equal(out[0], out[1])
+
+
+class _DataSGD(torch.optim.Optimizer):
+    """SGD written the old way, through p.data (torch's version counter does not see it)."""
+
+    def __init__(self, params, lr: float) -> None:
+        super().__init__(params, {"lr": lr})
+
+    def step(self, closure=None):
+        if closure is not None:
+            closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.data.add_(p.grad, alpha=-group["lr"])
+
+
+def test_optimizers_writing_through_p_data_get_fresh_gradients() -> None:
+    x0 = {"theta": np.array([[0.3, -0.8], [-0.2, -1.3]])}
+    runs = {
+        "p.data": Run.torch(_DataSGD, 200, batched=True, lr=0.01),
+        "SGD": Run.torch(torch.optim.SGD, 200, batched=True, lr=0.01),
+    }
+    res = Study(oo.problems.poly_three(), x0, runs).run()
+    theta = res.data["theta"].values
+    np.testing.assert_array_equal(theta[0], theta[1])
+    np.testing.assert_array_equal(res.data["F"].values[0], res.data["F"].values[1])
+
+
+def test_any_over_keeps_runs_without_that_grid_value_apart() -> None:
+    study = _poly_three_study(40)
+    grid = Run.grid(oo.zoo.gradient_flow(), "euler", name="GD grid", h=[0.01, 0.02], steps=800)
+    res = Study(oo.problems.poly_three(), study.x0, {**study.runs, **grid}).run()
+    s = res.success(1e-6, any_over="h")
+    assert list(s.index) == ["GD", "LC_EGD", "GD grid"]
+    single = res.success(1e-6)
+    assert s["GD"] == single["GD"] and s["LC_EGD"] == single["LC_EGD"]
+    ok = res.data["F"].sel(run=["GD grid, h=0.01", "GD grid, h=0.02"]).values < 1e-6
+    assert s["GD grid"] == ok.any(axis=0).mean() > 0
+    clash = Run.grid(oo.zoo.gradient_flow(), "euler", name="GD", h=[0.01, 0.02], steps=10)
+    res = Study(oo.problems.poly_three(), study.x0, {**study.runs, **clash}).run()
+    with pytest.raises(ValueError, match="group 'GD' .* also a run's name"):
+        res.success(1e-6, any_over="h")
+
+
+def test_grid_names_that_collide_are_refused() -> None:
+    with pytest.raises(ValueError, match="both name the run 'h=0.0123456'"):
+        Run.grid(oo.zoo.gradient_flow(), "euler", h=[0.0123456, 0.01234561], steps=10)
