@@ -371,6 +371,17 @@ def _problem_name(result: StudyResult) -> str:
     return "the problem" if problem is None else getattr(problem, "name", type(problem).__name__)
 
 
+def _short(label: str, result: StudyResult) -> str:
+    """A legend's name for an outcome: the minimum's exact label when it is short, its
+    numeric point to 3 digits when the exact form is long (roots of cubics: Himmelblau)."""
+    if len(label) <= 24:
+        return label
+    for name, point in result.minima():
+        if name == label:
+            return "(" + ", ".join(f"{v:.3g}" for v in np.asarray(point).ravel()) + ")"
+    return label[:21] + "…"
+
+
 def basins(
     result: StudyResult,
     run: str,
@@ -411,7 +422,7 @@ def basins(
                 c=colours.get(label, "#a0a0a0"),
                 marker="|",
                 rasterized=True,
-                label=f"{label}: {hit.mean():.1%}",
+                label=f"{_short(label, result)}: {hit.mean():.1%}",
             )
         stars = [(label, p) for label, p in minima if label in rows]
         if stars:
@@ -451,7 +462,7 @@ def basins(
                 marker="o" if n <= 20_000 else ".",
                 linewidths=0,
                 rasterized=True,
-                label=f"{label}: {hit.mean():.1%}",
+                label=f"{_short(label, result)}: {hit.mean():.1%}",
             )
         if minima:
             pts = np.array([p for _, p in minima], dtype=float)
@@ -502,7 +513,12 @@ def table(result: StudyResult, ax: Any = None, legend: bool = True) -> Any:
     for label in shares.columns:
         width = shares[label].to_numpy(dtype=float)
         bars = ax.barh(
-            y, width, left=left, color=colours.get(label, "#a0a0a0"), label=label, height=0.7
+            y,
+            width,
+            left=left,
+            color=colours.get(label, "#a0a0a0"),
+            label=_short(label, result),
+            height=0.7,
         )
         text = [f"{w:.0%}" if w >= 0.08 else "" for w in width]
         dark = colours.get(label) in _DARK

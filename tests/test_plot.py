@@ -369,3 +369,20 @@ def test_table_stacks_each_runs_shares(results, dim) -> None:
         for r in range(len(table.index))
     ]
     np.testing.assert_allclose(ends, 1.0)
+
+
+def test_long_exact_minimum_labels_show_as_numbers_in_legends() -> None:
+    """Himmelblau's minima are roots of cubics (CRootOf …): legends show them to 3 digits."""
+    x0 = {"theta": np.random.default_rng(0).uniform(-5, 5, (30, 2))}
+    runs = {"GD": oo.Run(oo.zoo.gradient_flow(), "euler", h=0.01, steps=400, gtol=1e-4)}
+    res = oo.Study(oo.problems.himmelblau(), x0, runs).run()
+    long = [label for label, _ in res.minima() if len(label) > 24]
+    assert long
+    ax = res.plot_basins("GD")
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert not any("CRootOf" in t for t in texts)
+    assert any(t.startswith("(-3.78, -3.28)") for t in texts)
+    plt.close(ax.figure)
+    ax = res.plot_table()
+    assert not any("CRootOf" in t.get_text() for t in ax.get_legend().get_texts())
+    plt.close(ax.figure)
