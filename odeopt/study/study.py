@@ -116,7 +116,8 @@ class Study:
           study again with it computes only the missing tasks (a changed study is refused).
 
         Every task depends on its own starts only, so the result is the same for every
-        chunk size, number of workers and cluster.
+        number of workers and cluster, and for every chunk size up to the last bits of
+        problems built on matrix products (numpy's BLAS kernels differ by batch size).
         """
         if chunk_size is None:
             chunk_size = max(self.batch, 1)
