@@ -152,7 +152,7 @@ def _family(ident: Any) -> str | None:
     if ident.name != "SGD":
         return None
     hp = ident.hyperparameters
-    if hp.get("dampening", 0) != 0:
+    if hp.get("dampening", 0) != 0 or "weight_decay" in hp:  # the closed forms assume neither
         return None
     if "momentum" not in hp:
         return "gd"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import sympy as sp
@@ -11,7 +10,9 @@ import sympy as sp
 from ..schemes import get as get_scheme
 from ..schemes.base import Scheme
 from ..schemes.program import Assignment, Evaluation, Program, run_symbolic
-from ..symbolic.language import Block, Gradient, Loss, Reduction, Time
+from ..symbolic.language import Block, Gradient
+from .identify import Identification
+from .identify import identify as _identify
 
 if TYPE_CHECKING:
     from ..analysis.energy import DiscreteEnergy
@@ -22,32 +23,6 @@ if TYPE_CHECKING:
     from ..symbolic.system import PortHamiltonian
 
 __all__ = ["Identification", "UpdateRule", "discretize"]
-
-
-@dataclass
-class Identification:
-    """What :meth:`UpdateRule.identify` recognised.
-
-    ``name`` is the torch.optim class (``"SGD"``) or None; ``hyperparameters`` its constructor
-    arguments as sympy expressions of h and the system's parameters; ``state`` how the
-    optimizer's buffers relate to the system's blocks (e.g. ``momentum_buffer = −p/h``);
-    ``reason`` explains a match or why nothing matched.
-    """
-
-    name: str | None
-    hyperparameters: dict[str, sp.Expr] = field(default_factory=dict)
-    state: dict[str, sp.Expr] = field(default_factory=dict)
-    reason: str = ""
-
-    def __bool__(self) -> bool:
-        return self.name is not None
-
-    def __str__(self) -> str:
-        if self.name is None:
-            return f"no classic optimizer: {self.reason}"
-        args = ", ".join(f"{k}={v}" for k, v in self.hyperparameters.items())
-        state = ", ".join(f"{k} = {v}" for k, v in self.state.items())
-        return f"torch.optim.{self.name}({args})" + (f" with {state}" if state else "")
 
 
 class UpdateRule:
@@ -136,110 +111,10 @@ class UpdateRule:
 
     # -- recognition
     def identify(self) -> Identification:
-        """Recognise torch.optim.SGD (plain, momentum, Nesterov) in this rule.
-
-        With one gradient g at θ, a rule of the form p' = a·p + c·g, θ' = θ + D·p + E·g
-        (a, c, D, E free of coordinates and of F) is SGD with buffer b = p/c:
-        b' = a·b + g, and θ' = θ + (Dc/a)·b' + (E − Dc/a)·g. So it is
-        SGD(lr = −Dc/a, momentum = a) when E = Dc/a, and SGD(nesterov=True, lr = −(E − Dc/a),
-        momentum = a) when Dc/a = a·(E − Dc/a). Without momentum, θ' = θ + E·g is SGD(lr = −E).
-        """
-        sys_ = self.system
-        if self.program.unknowns:
-            return Identification(
-                None, reason="the scheme is implicit (a nonlinear solve per step)"
-            )
-        if sys_.loss is None:
-            return Identification(None, reason="the system has no loss")
-        evals = self.evaluations
-        if len(evals) != 1:
-            return Identification(
-                None, reason=f"a step evaluates the gradient {len(evals)} times; SGD once"
-            )
-        if evals[0].theta != sys_.loss.block:
-            return Identification(
-                None,
-                reason=f"the gradient is taken at {evals[0].theta} = "
-                f"{self._value_of(evals[0].theta)}, not at θ (SGD takes it at θ)",
-            )
-        theta = sys_.loss.block
-        g = sys_.loss.grad
-        new = self.inline()
-        others = [b for b in sys_.all_blocks if b != theta]
-        if len(others) > 1:
-            return Identification(None, reason=f"SGD has one buffer; this rule has {len(others)}")
-        globals_ = [
-            s for e in new.values() for s in e.free_symbols if isinstance(s, (Loss, Reduction))
-        ]
-        if globals_:
-            names = sorted({str(s) for s in globals_})
-            return Identification(
-                None,
-                reason=f"the step depends on the global(s) {', '.join(names)}: its step size "
-                "changes with the state, which SGD's does not",
-            )
-        coords = [theta, g, *others]
-        try:
-            polys = {b: sp.Poly(e, *coords) for b, e in new.items()}
-        except sp.PolynomialError:
-            return Identification(None, reason="the update is not linear in θ, p and g")
-        if any(p.total_degree() > 1 for p in polys.values()):
-            return Identification(None, reason="the update is not linear in θ, p and g")
-
-        def coeff(b: Block, c: sp.Symbol) -> sp.Expr:
-            return sp.simplify(polys[b.name].coeff_monomial(c))
-
-        if sp.simplify(coeff(theta, theta) - 1) != 0 or polys[theta.name].coeff_monomial(1) != 0:
-            return Identification(None, reason="θ' is not θ plus a step")
-        E = coeff(theta, g)
-        if not others:
-            return Identification(
-                "SGD",
-                {"lr": sp.simplify(-E)},
-                {},
-                reason="θ' = θ − lr·g: plain gradient descent",
-            )
-        p = others[0]
-        D = coeff(theta, p)
-        a, c = coeff(p, p), coeff(p, g)
-        if coeff(p, theta) != 0 or polys[p.name].coeff_monomial(1) != 0:
-            return Identification(None, reason=f"{p}' depends on θ beyond the gradient")
-        if c == 0 or a == 0:
-            return Identification(None, reason=f"{p}' = {new[p.name]} is not a momentum buffer")
-        if any(isinstance(sym, Time) for x in (a, c, D, E) for sym in x.free_symbols):
-            return Identification(
-                None,
-                reason="the coefficients change with the time t; SGD's are constant (a "
-                "scheduler would have to change lr and momentum and rescale the buffer)",
-            )
-        k = sp.simplify(D * c / a)
-        rest = sp.simplify(E - k)
-        state = {"momentum_buffer": sp.simplify(p / c)}
-        if rest == 0:
-            return Identification(
-                "SGD",
-                {"lr": sp.simplify(-k), "momentum": sp.expand(a), "dampening": sp.Integer(0)},
-                state,
-                reason=f"b = {p}/({c}) obeys b' = μb + g and θ' = θ − lr·b'",
-            )
-        if sp.simplify(k - a * rest) == 0:
-            return Identification(
-                "SGD",
-                {
-                    "lr": sp.simplify(-rest),
-                    "momentum": sp.expand(a),
-                    "dampening": sp.Integer(0),
-                    "nesterov": sp.true,
-                },
-                state,
-                reason=f"b = {p}/({c}) obeys b' = μb + g and θ' = θ − lr·(g + μb')",
-            )
-        return Identification(
-            None,
-            reason=f"θ' = θ + ({D})·{p} + ({E})·g: with the buffer b = {p}/({c}), θ' − θ = "
-            f"({k})·b' + ({rest})·g, neither a multiple of the new buffer (SGD) nor "
-            "g + μb' (Nesterov)",
-        )
+        """Recognise torch.optim's SGD (momentum, Nesterov, weight decay), RMSprop (with and
+        without momentum) and Adagrad in this rule, or say why none (Adam/AdamW: never, the
+        reason says why); see :mod:`odeopt.export.identify`."""
+        return _identify(self)
 
     # -- analysis (odeopt.analysis)
     def quadratic(self, t: Any = None, switched: bool = False) -> QuadraticRule:
@@ -291,25 +166,62 @@ class UpdateRule:
         return worst_case(self, L=L, mu=mu, steps=steps, **values)
 
     # -- export
-    def to_source(self, name: str | None = None) -> str:
+    def to_source(
+        self, name: str | None = None, parametrization: str = "ode", *, framework: str = "torch"
+    ) -> str:
         """A self-contained Python module (it imports only torch) defining a
-        torch.optim.Optimizer subclass that applies this rule; see :func:`to_torch`."""
+        torch.optim.Optimizer subclass that applies this rule; see :func:`to_torch`.
+
+        ``framework="jax"``: a module importing only jax and optax, defining a function
+        (``name``, default the system's and scheme's names in snake_case) that returns an
+        ``optax.GradientTransformationExtraArgs``; see :meth:`to_optax`."""
+        if framework == "jax":
+            if parametrization != "ode":
+                raise NotImplementedError(
+                    f"parametrization={parametrization!r} is exported to torch only; the JAX "
+                    "export takes the ODE's hyper-parameters (parametrization='ode')"
+                )
+            from .jax_source import to_source as to_jax_source
+
+            return to_jax_source(self, name)
+        if framework != "torch":
+            raise ValueError(f"framework must be 'torch' or 'jax', got framework={framework!r}")
         from .torch_source import to_source
 
-        return to_source(self, name)
+        return to_source(self, name, parametrization)
 
-    def to_torch(self, name: str | None = None) -> type:
+    def to_optax(self, name: str | None = None, **hyperparameters: Any) -> Any:
+        """This rule as an ``optax.GradientTransformationExtraArgs``, built by executing
+        ``to_source(framework="jax")``; the keywords are the torch optimizer's: ``lr`` the
+        step h (a number or an optax schedule), the system's parameters, ``maximize``,
+        ``seed``, ….
+
+        ``tx = rule.to_optax(lr=0.1, friction=0.5); state = tx.init(params)``, then
+        ``updates, state = tx.update(grads, state, params, value=loss, value_fn=loss_fn)``
+        (``value`` for rules that read F, ``value_fn`` for rules that evaluate it at moved
+        parameters) and ``params = optax.apply_updates(params, updates)``.
+        """
+        from .jax_source import to_optax
+
+        return to_optax(self, name, **hyperparameters)
+
+    def to_torch(self, name: str | None = None, parametrization: str = "ode") -> type:
         """The optimizer class, built by executing :meth:`to_source`.
 
         ``Opt = rule.to_torch(); opt = Opt(params, lr=h, mass=1.0, friction=0.5)``: lr is the
         step h, the system's parameters are keyword arguments and param-group keys.
+        ``parametrization="sgd"`` (the lower-case name of the optimizer :meth:`identify`
+        recognises): ``Opt(params, lr=0.1, momentum=0.9)`` takes that optimizer's
+        hyper-parameters, converted to h and the system's at every step, its state kept in
+        the optimizer's variables, so schedulers act as on torch.optim.SGD; a rule that
+        identify() does not recognise is a ValueError giving identify()'s reason.
         """
         import types
 
         from .torch_source import class_name
 
-        source = self.to_source(name)
-        cls = name or class_name(self)
+        source = self.to_source(name, parametrization=parametrization)
+        cls = name or class_name(self, parametrization)
         module = types.ModuleType(f"odeopt_generated_{cls}")
         module.__file__ = f"<odeopt {cls}>"
         exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102

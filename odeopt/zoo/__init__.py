@@ -1,6 +1,8 @@
 """The zoo: one short declarative definition per optimizer.
 
 ``odeopt.zoo.names()`` lists them; ``odeopt.zoo.get(name, **params)`` builds one.
+``odeopt.zoo.weight_decay(system, c, decoupled=False)`` wraps any of them (or your own system
+with a loss) in weight decay; it takes a system, so it is a function, not a registry entry.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from ..symbolic import PortHamiltonian
 from .adaptive import adam, levenberg_marquardt, rmsprop
 from .classic import braking, gradient_flow, heavy_ball, massaroli, nesterov
 from .ecd import bbi, ecdsep, ruthless
+from .weight_decay import weight_decay
 
 __all__ = [
     "REGISTRY",
@@ -28,6 +31,7 @@ __all__ = [
     "nesterov",
     "rmsprop",
     "ruthless",
+    "weight_decay",
 ]
 
 REGISTRY: dict[str, Callable[..., PortHamiltonian]] = {
