@@ -4,7 +4,7 @@ Define a system symbolically, check its energy balance, compile its vector field
 later stages) integrate it, discretize it and export the update rule as a torch optimizer.
 """
 
-from . import analysis, plot, problems, schemes, study, zoo
+from . import analysis, optimizers, plot, problems, schemes, study, zoo
 from .errors import StructureError
 from .export import UpdateRule, discretize
 from .integrate import Event, SaveAt, Stop, Trajectory, integrate
@@ -43,6 +43,7 @@ __all__ = [
     "inner",
     "integrate",
     "loss",
+    "optimizers",
     "parameters",
     "plot",
     "problems",

@@ -1,6 +1,9 @@
 """The ``odeopt`` command line: list, show NAME, derive NAME, export NAME, analyze NAME, learn,
 tour.
 
+NAME is a zoo system (with ``--scheme``, default symplectic Euler) or, for show, derive and
+export, a named optimizer (:mod:`odeopt.optimizers`: a system with its own scheme, e.g.
+lc_egd); a name that is both must mean the same rule, else it is refused as ambiguous.
 The parser and the commands live here; the parsing of option values in
 :mod:`odeopt.cli_options`, the ``analyze`` report in :mod:`odeopt.cli_analyze`.
 """
@@ -13,24 +16,39 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import zoo
+from . import optimizers, zoo
 from .cli_analyze import cmd_analyze
-from .cli_options import _fail, _output_problem, _parse_params
+from .cli_options import DEFAULT_SCHEME, _fail, _output_problem, _parse_params, _resolve
 from .cli_options import _parse_over as _parse_over  # imported from here by the tests
 
 __all__ = ["main"]
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    """Two sections: the zoo's systems, then the named optimizers (system + scheme)."""
+    print("systems (odeopt show NAME; derive/export NAME --scheme S):")
     for name in zoo.names():
         system = zoo.get(name)
         print(f"{name:16s} {system.description}")
+    print()
+    print("named optimizers (odeopt export NAME -o FILE.py; in Python oo.optimizers.get(NAME)):")
+    for name in optimizers.names():
+        entry = optimizers.get(name)
+        print(f"{name:20s} {entry.description}")
+        print(f"{'':20s}   {entry.recipe}; {entry.reference}")
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     try:
-        system = zoo.get(args.name, **_parse_params(args.param, args.name))
+        if args.name not in zoo.REGISTRY and args.name in optimizers.REGISTRY:
+            entry = _resolve(args.name, None, args.param)
+            print(f"{entry.name}: {entry.summary}")
+            print(f"reference: {entry.reference}")
+            print(f"scheme: {entry.scheme.name if entry.scheme is not None else 'none'}")
+            system = entry.system
+        else:
+            system = zoo.get(args.name, **_parse_params(args.param, args.name))
     except KeyError as exc:
         print(f"odeopt: {exc.args[0]}", file=sys.stderr)
         return 2
@@ -45,10 +63,19 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _rule(args: argparse.Namespace):  # noqa: ANN202 - an UpdateRule
+    """The rule NAME stands for: a named optimizer's, or the zoo system's with ``--scheme``."""
     from .export import discretize
 
+    if args.name not in zoo.REGISTRY and args.name not in optimizers.REGISTRY:
+        raise KeyError(
+            f"no zoo system {args.name!r}; known: {', '.join(zoo.names())}; nor a named "
+            f"optimizer: {', '.join(optimizers.names())}"
+        )
+    entry = _resolve(args.name, args.scheme, args.param)
+    if entry is not None:
+        return entry.rule()
     system = zoo.get(args.name, **_parse_params(args.param, args.name))
-    return discretize(system, args.scheme)
+    return discretize(system, args.scheme or DEFAULT_SCHEME)
 
 
 def cmd_derive(args: argparse.Namespace) -> int:
@@ -62,23 +89,34 @@ def cmd_derive(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Write the rule a scheme makes of a zoo system as a torch.optim.Optimizer file. A bad
+    """Write the rule a scheme makes of a zoo system, or a named optimizer, as a
+    torch.optim.Optimizer file (``--parametrization sgd``: with SGD's hyper-parameters). A bad
     -o (missing directory, a directory) is refused before any work, with exit code 2."""
+    from .export.torch_source import class_name
+
     problem = _output_problem("-o/--output", args.output)
     if problem is not None:
         return _fail(f"export: {problem}")
     try:
+        entry = _resolve(args.name, args.scheme, args.param)
+        if entry is not None and entry.scheme is None:
+            return _fail(
+                f"export: {args.name} is the learned optimizer: its step is a meta-trained net; "
+                "run `odeopt learn -o FILE.py` (it trains the net and writes the optimizer)"
+            )
         rule = _rule(args)
-        source = rule.to_source()
+        name = entry.cls if entry is not None else None
+        source = rule.to_source(name, parametrization=args.parametrization)
     except (KeyError, TypeError, ValueError, NotImplementedError) as exc:
         return _fail(f"{exc.args[0] if isinstance(exc, KeyError) else exc}")
     try:
         Path(args.output).write_text(source, encoding="utf-8")
     except OSError as exc:
         return _fail(f"export: cannot write -o/--output {args.output!r}: {exc.strerror or exc}")
+    cls = name or class_name(rule, args.parametrization)
     print(
         f"wrote {args.output}: {rule.system.name} with {rule.scheme.name} "
-        "as a torch.optim.Optimizer"
+        f"as a torch.optim.Optimizer (class {cls})"
     )
     return 0
 
@@ -141,9 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="odeopt", description="Optimizers as port-Hamiltonian ODEs."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("list", help="list the zoo's systems")
+    p = sub.add_parser("list", help="list the zoo's systems and the named optimizers")
     p.set_defaults(func=cmd_list)
-    p = sub.add_parser("show", help="show a system, its ODE and its energy balance")
+    p = sub.add_parser(
+        "show", help="show a system (or a named optimizer's), its ODE and its energy balance"
+    )
     p.add_argument("name")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     p.set_defaults(func=cmd_show)
@@ -152,11 +192,23 @@ def build_parser() -> argparse.ArgumentParser:
         ("export", "write the rule as a torch.optim.Optimizer in a .py file", cmd_export),
     ):
         p = sub.add_parser(name, help=helptext)
-        p.add_argument("name")
-        p.add_argument("--scheme", default="symplectic_euler")
+        p.add_argument("name", help="a zoo system or a named optimizer (odeopt list)")
+        p.add_argument(
+            "--scheme",
+            default=None,
+            help=f"the scheme for a zoo system (default: {DEFAULT_SCHEME}); a named optimizer "
+            "has its own",
+        )
         p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
         if name == "export":
             p.add_argument("-o", "--output", required=True, metavar="FILE.py")
+            p.add_argument(
+                "--parametrization",
+                default="ode",
+                metavar="P",
+                help="ode (default: lr is the step h, the system's parameters are keys) or the "
+                "torch optimizer the rule is (sgd: lr, momentum, ... converted every step)",
+            )
         p.set_defaults(func=func)
     p = sub.add_parser(
         "analyze",

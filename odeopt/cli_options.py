@@ -5,7 +5,8 @@ names the option and the bad text (the command prints it after ``odeopt:`` and e
 :func:`_fail`): ``NAME=VALUE`` pairs (``--param``, ``--set``: no '=', an empty or repeated
 NAME, a NAME the system does not have), finite numbers, integers ≥ 1, the names tuned by
 ``analyze --over`` (default: h and :data:`DEFAULT_TUNED` where the system has them), and an
-output file whose directory must exist.
+output file whose directory must exist; and which named optimizer (:mod:`odeopt.optimizers`)
+a NAME stands for (:func:`_resolve`).
 """
 
 from __future__ import annotations
@@ -15,8 +16,15 @@ import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import zoo
+
+if TYPE_CHECKING:
+    from .optimizers import LearnedEntry, NamedOptimizer
+
+#: the scheme a zoo system is discretized by when ``--scheme`` is not given
+DEFAULT_SCHEME = "symplectic_euler"
 
 
 def _pairs(items: Sequence[str], flag: str, known: Callable[[str], None]) -> dict[str, str]:
@@ -152,3 +160,50 @@ def _parse_over(
     if len(set(over)) != len(over):
         raise ValueError(f"--over {text} names a parameter twice")
     return over
+
+
+def _resolve(
+    name: str, scheme: str | None, params: Sequence[str]
+) -> NamedOptimizer | LearnedEntry | None:
+    """The named optimizer ``name`` stands for (its system's parameters from ``--param``), or
+    None: a zoo system (or an unknown name, which :func:`odeopt.zoo.get` refuses).
+
+    A name that is both a zoo system and a named optimizer is the zoo system with ``--scheme``
+    given, and without it when the two are the same rule (the system with
+    :data:`DEFAULT_SCHEME`); otherwise it is ambiguous: ValueError. ``--scheme`` with a named
+    optimizer (it has its own scheme) is a ValueError naming its system to use instead."""
+    from . import optimizers
+
+    entry = optimizers.REGISTRY.get(name)
+    if entry is None:
+        return None
+    if name in zoo.REGISTRY:
+        same = (
+            entry.scheme is not None
+            and entry.system_name == name
+            and entry.scheme.name == DEFAULT_SCHEME
+            and not getattr(entry, "params", None)
+        )
+        if scheme is not None or same:
+            return None
+        raise ValueError(
+            f"{name!r} is ambiguous: the zoo system {name} (with --scheme, default "
+            f"{DEFAULT_SCHEME}) and the named optimizer {name} ({entry.recipe}) are different "
+            f"rules; pass --scheme S for the zoo system, or use "
+            f"odeopt.optimizers.get({name!r}) in Python for the named optimizer"
+        )
+    if scheme is not None:
+        if entry.scheme is None:
+            raise ValueError(
+                f"--scheme {scheme}: {name} is the learned optimizer, it has no scheme"
+            )
+        raise ValueError(
+            f"--scheme {scheme}: {name} is a named optimizer with its own scheme "
+            f"({entry.recipe}); drop --scheme, or export its system: "
+            f"{entry.system_name} --scheme {scheme}"
+        )
+    if params:
+        if entry.scheme is None:
+            raise ValueError(f"--param: {name} is the learned optimizer; it has no parameters")
+        return entry.with_params(**_parse_params(params, entry.system_name))
+    return entry

@@ -7,13 +7,18 @@ the feature); :mod:`odeopt.export.render` places them.
 
 from __future__ import annotations
 
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
 import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 
+from ..symbolic.language import Block
 from .plan import Plan
 
-__all__ = ["ScalarPrinter", "domain_function", "kinetic_function", "start_function"]
-__all__ += ["switch_function"]
+__all__ = ["Parametrization", "ScalarPrinter", "domain_function", "kinetic_function"]
+__all__ += ["hint", "parametrization", "start_function", "switch_function", "to_ode_function"]
 
 
 class ScalarPrinter(PythonCodePrinter):
@@ -191,3 +196,267 @@ def start_function(plan: Plan) -> list[str]:
         f"    glob[{ls.spec.symbol!r}] = E",
     ]
     return lines
+
+
+#: torch.optim's constructor arguments (name, default), in their order
+TORCH_ARGUMENTS: dict[str, tuple[tuple[str, Any], ...]] = {
+    "SGD": (
+        ("lr", 1e-3),
+        ("momentum", 0.0),
+        ("dampening", 0.0),
+        ("weight_decay", 0.0),
+        ("nesterov", False),
+    ),
+    "RMSprop": (
+        ("lr", 1e-2),
+        ("alpha", 0.99),
+        ("eps", 1e-8),
+        ("weight_decay", 0.0),
+        ("momentum", 0.0),
+        ("centered", False),
+    ),
+    "Adagrad": (
+        ("lr", 1e-2),
+        ("lr_decay", 0.0),
+        ("weight_decay", 0.0),
+        ("initial_accumulator_value", 0.0),
+        ("eps", 1e-10),
+    ),
+}
+#: arguments whose torch default switches a feature off: a rule identify() recognises without
+#: naming them is the optimizer with that default (SGD without weight decay, …)
+_OFF = frozenset(
+    {"momentum", "dampening", "weight_decay", "nesterov", "centered", "lr_decay"}
+    | {"initial_accumulator_value", "amsgrad"}
+)
+#: the signs torch.optim requires of an argument (lr > 0 here: the state scale divides by h)
+_HYPER_SIGNS = {
+    "lr": ("positive",),
+    "momentum": ("nonnegative",),
+    "dampening": ("nonnegative",),
+    "weight_decay": ("nonnegative",),
+    "alpha": ("nonnegative",),
+    "eps": ("nonnegative",),
+    "lr_decay": ("nonnegative",),
+}
+#: how to get another value of an argument the rule fixes
+_HINTS = {
+    "nesterov": "symplectic_euler_nesterov gives nesterov=True, symplectic_euler False",
+    "weight_decay": "add a weight-decay term to the system",
+}
+
+
+@dataclass
+class Parametrization:
+    """A rule's hyper-parameters exposed as those of the torch optimizer identify() finds.
+
+    ``variable``: the optimizer's arguments that map to the ODE's (their defaults), converted
+    at every step by ``ode`` (the ODE's keywords, ``"lr"`` the step h, as expressions of
+    ``symbols``); ``fixed``: the arguments the rule has at one value only (``dampening=0``).
+    ``states``: each state block → (the optimizer's state name, s) with block = s·state, s an
+    expression of ``symbols`` too: the state is kept in the optimizer's variables (SGD's
+    momentum_buffer = −p/h), so that a change of lr changes no state, as in torch."""
+
+    optimizer: str
+    variable: dict[str, Any]
+    fixed: dict[str, Any]
+    signs: dict[str, tuple[str, ...]]
+    symbols: dict[str, sp.Symbol]
+    ode: dict[str, sp.Expr]
+    states: dict[str, tuple[str, sp.Expr]]
+    solved: list[str]  # the ODE keywords computed from the optimizer's (the rest: defaults)
+    first: dict[str, sp.Expr] = field(default_factory=dict)  # state block → c: state₀ = c·g
+    #: intermediate values (name → expression of ``symbols``) the other expressions use
+    aux: dict[sp.Symbol, sp.Expr] = field(default_factory=dict)
+
+    @property
+    def keys(self) -> list[str]:
+        """The optimizer's arguments in torch's order (lr first)."""
+        order = [k for k, _ in TORCH_ARGUMENTS.get(self.optimizer, ())]
+        keys = [*self.variable, *self.fixed]
+        return sorted(keys, key=lambda k: (order.index(k) if k in order else len(order), k))
+
+
+def _value(e: sp.Basic) -> Any:
+    """A fixed hyper-parameter as a Python value (sympy's True → True, 0 → 0.0)."""
+    if e in (sp.true, sp.false):
+        return bool(e)
+    return float(e)
+
+
+def parametrization(plan: Plan, name: str) -> Parametrization | None:
+    """The hyper-parameters of ``name`` ("ode": the system's own, None; or the lower-case name
+    of the torch optimizer identify() recognises, "sgd") and their conversion to the ODE's.
+
+    With k of the optimizer's hyper-parameters expressions of h and the system's parameters,
+    h and k − 1 of those parameters (tried from the last one: friction before mass) are
+    solved for, the others kept at their defaults. ValueError when the rule is not that
+    optimizer (naming identify()'s reason) or the conversion has no unique solution."""
+    if name == "ode":
+        return None
+    rule = plan.rule
+    sys_ = rule.system
+    what = f"{sys_.name} with {rule.scheme.name}"
+    if sys_.switches:
+        raise ValueError(
+            f"parametrization={name!r}: {sys_.name} switches its parameters when the loss "
+            "reaches a goal, which a torch optimizer's fixed hyper-parameters cannot follow; "
+            "use parametrization='ode'"
+        )
+    found = rule.identify()
+    if not isinstance(name, str) or not found or found.name is None:
+        why = found.reason if not found else f"it is torch.optim.{found.name}"
+        raise ValueError(
+            f"parametrization={name!r}: {what} is not a torch.optim optimizer that odeopt "
+            f"recognises ({why}); use parametrization='ode' (lr is the step h)"
+        )
+    if found.name.lower() != name.lower():
+        raise ValueError(
+            f"parametrization={name!r}: {what} is torch.optim.{found.name}, not "
+            f"{name}; pass parametrization={found.name.lower()!r} (or 'ode')"
+        )
+    h = rule.h
+    params = [p for p in sys_.parameters if not p.stored]
+    variable_exprs = {k: sp.sympify(e) for k, e in found.hyperparameters.items()}
+    fixed = {k: _value(e) for k, e in variable_exprs.items() if not e.free_symbols}
+    variable_exprs = {k: e for k, e in variable_exprs.items() if e.free_symbols}
+    defaults = dict(TORCH_ARGUMENTS.get(found.name, ()))
+    for k, v in defaults.items():
+        if k in _OFF and k not in fixed and k not in variable_exprs:
+            fixed[k] = v
+    if "lr" not in variable_exprs or h not in variable_exprs["lr"].free_symbols:
+        raise ValueError(
+            f"parametrization={name!r}: {what} is {found}, whose lr does not depend on the "
+            "step h; use parametrization='ode'"
+        )
+    symbols = {
+        k: sp.Symbol(k, positive=True) if k == "lr" else sp.Symbol(k, real=True)
+        for k in variable_exprs
+    }
+    by_symbol = {p.symbol: p for p in params}
+    used = [p for p in params if any(p.symbol in e.free_symbols for e in variable_exprs.values())]
+    solution, chosen = None, ()
+    for chosen in itertools.combinations(reversed(used), len(variable_exprs) - 1):
+        kept = {
+            p.symbol: sp.nsimplify(p.default)
+            for p in params
+            if p not in chosen and p.default is not None
+        }
+        unknowns = [h, *(p.symbol for p in chosen)]
+        eqs = [sp.Eq(symbols[k], e.xreplace(kept)) for k, e in variable_exprs.items()]
+        if any(set(eq.free_symbols) & (set(by_symbol) - set(kept) - set(unknowns)) for eq in eqs):
+            continue  # a parameter with no default would stay unknown
+        try:
+            sols = sp.solve(eqs, unknowns, dict=True)
+        except (NotImplementedError, ValueError):
+            continue
+        sols = [s for s in sols if set(s) == set(unknowns)]
+        if len(sols) == 1:
+            solution = {**kept, **sols[0]}
+            break
+    if solution is None:
+        raise ValueError(
+            f"parametrization={name!r}: cannot express h and the parameters of {what} "
+            f"through {found} uniquely; use parametrization='ode'"
+        )
+    kw = plan.keywords
+    ode = {"lr": sp.simplify(solution[h])}
+    ode.update({kw[p.symbol]: sp.simplify(solution[p.symbol]) for p in params})
+    states: dict[str, tuple[str, sp.Expr]] = {}
+    for block in plan.state_blocks:
+        match = [
+            (k, e)
+            for k, e in found.state.items()
+            if {s.name for s in e.free_symbols if isinstance(s, Block)} == {block}
+        ]
+        if len(match) != 1:
+            raise ValueError(
+                f"parametrization={name!r}: {found} says no torch state for the block {block} "
+                f"of {what}; use parametrization='ode'"
+            )
+        key, e = match[0]
+        b = next(s for s in e.free_symbols if isinstance(s, Block))
+        scale = sp.simplify(b / e)  # block = scale·state
+        if scale.has(b):
+            raise ValueError(
+                f"parametrization={name!r}: the torch state {key} = {e} is not a multiple of "
+                f"{block}; use parametrization='ode'"
+            )
+        states[block] = (key, sp.simplify(scale.xreplace(solution)))
+    variable = {
+        k: defaults.get(k, float(e.subs({p.symbol: p.default for p in params}).subs(h, 1e-3)))
+        for k, e in variable_exprs.items()
+    }
+    par = Parametrization(
+        optimizer=found.name,
+        variable=variable,
+        fixed=fixed,
+        signs={k: _HYPER_SIGNS.get(k, ()) for k in variable},
+        symbols=symbols,
+        ode=ode,
+        states=states,
+        solved=[kw[p.symbol] for p in chosen],
+    )
+    if found.name == "SGD" and fixed.get("dampening") == 0.0:
+        if "momentum" in symbols and fixed.get("nesterov") is not True:
+            _dampening(par)
+        elif fixed.get("momentum") == 0.0:  # torch uses no buffer, so no dampening
+            par.fixed.pop("dampening")
+            par.symbols["dampening"] = sp.Symbol("dampening", real=True)
+            par.variable["dampening"], par.signs["dampening"] = 0.0, ("nonnegative",)
+    return par
+
+
+def _dampening(par: Parametrization) -> None:
+    """SGD's dampening d on a rule that is SGD(lr, μ) without it: torch's buffer b' = μb +
+    (1 − d)g, θ' = θ − lr·b' is that rule in b̃ = b/(1 − d) with lr(1 − d), so the conversion
+    takes lr(1 − d) for lr and the state scale divided by (1 − d). torch fills a new buffer
+    with g, not (1 − d)g: a new buffer starts at (d/μ)·g (b' = μ(d/μ)g + (1 − d)g = g). With
+    μ = 0 torch uses no buffer, so no dampening: d counts only when μ ≠ 0."""
+    lr, mu = par.symbols["lr"], par.symbols["momentum"]
+    d = sp.Symbol("dampening", real=True)
+    on = sp.Ne(mu, 0)
+    d_eff = sp.Symbol("damp", real=True)
+    par.aux[d_eff] = sp.Piecewise((d, on), (0.0, True))
+    sub = {lr: lr * (1 - d_eff)}
+    par.ode = {k: e.xreplace(sub) for k, e in par.ode.items()}
+    par.states = {b: (key, s.xreplace(sub) / (1 - d_eff)) for b, (key, s) in par.states.items()}
+    par.first = {b: sp.Piecewise((d / mu, on), (0, True)) for b in par.states}
+    par.fixed.pop("dampening")
+    par.symbols["dampening"] = d
+    par.variable["dampening"] = 0.0
+    par.signs["dampening"] = ("nonnegative",)
+
+
+def hint(key: str) -> str:
+    """How to get another value of a hyper-parameter the rule fixes ("" if none is known)."""
+    return _HINTS.get(key, "")
+
+
+def to_ode_function(plan: Plan, par: Parametrization | None) -> list[str]:
+    """``_to_ode``: a param group's hyper-parameters (the torch optimizer's) as the ODE's:
+    "lr" the step h, each system parameter, and "_scale_b" per state block b (b = s·state)."""
+    if par is None:
+        return []
+    local = {k: f"P_{k}" if k in ("V", "math") else k for k in par.variable}
+    names = {par.symbols[k]: local[k] for k in par.variable}
+    names.update({s: s.name for s in par.aux})
+    printer = ScalarPrinter(names)
+    exprs = [*par.ode.values(), *(s for _, s in par.states.values()), *par.first.values()]
+    exprs += list(par.aux.values())
+    used = set().union(*(e.free_symbols for e in exprs))
+    lines = [
+        "def _to_ode(V):",
+        f'    """{par.optimizer}\'s hyper-parameters of a group as the ODE\'s ("lr": the step h),',
+        '    and the scale s of each state block b = s·state."""',
+        *(f"    {local[k]} = float(V[{k!r}])" for k in par.variable if par.symbols[k] in used),
+        *(f"    {s.name} = {printer.doprint(e)}" for s, e in par.aux.items()),
+        "    return {",
+    ]
+    for k, e in par.ode.items():
+        lines.append(f"        {k!r}: {repr(float(e)) if e.is_Number else printer.doprint(e)},")
+    for b, (_, s) in par.states.items():
+        lines.append(f"        {'_scale_' + b!r}: {printer.doprint(s)},")
+    for b, c in par.first.items():
+        lines.append(f"        {'_first_' + b!r}: {printer.doprint(c)},")
+    return [*lines, "    }"]

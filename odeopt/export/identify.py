@@ -130,6 +130,15 @@ def identify(rule: UpdateRule) -> Identification:
         return _none("the scheme is implicit (a nonlinear solve per step)")
     if sys_.loss is None:
         return _none("the system has no loss")
+    if sys_.switches:
+        sets = "; ".join(
+            ", ".join(f"{k} → {v}" for k, v in sw.set.items()) + f" when F ≤ {sw.goal}"
+            for sw in sys_.switches
+        )
+        return _none(
+            f"the system switches its parameters during the run ({sets}); torch.optim's "
+            "hyper-parameters stay what they are set to"
+        )
     evals = rule.evaluations
     if len(evals) != 1:
         return _none(

@@ -1,8 +1,9 @@
 """A plan (:mod:`odeopt.export.plan`) printed as the step functions of an exported optimizer.
 
 One table, :data:`OPS`, says how each kind of :class:`~odeopt.export.plan.Op` reads as
-``torch._foreach_*`` calls on lists of tensors and as tensor methods in a loop per parameter;
-both step functions are printed from it, so they run the same operations in the same order.
+``torch._foreach_*`` calls on lists of tensors, as tensor methods in a loop per parameter, and
+as a ``jax.numpy`` expression on one array (:func:`jax_step`, for :mod:`.jax_source`); every
+step function is printed from it, so all run the same operations in the same order.
 """
 
 from __future__ import annotations
@@ -11,31 +12,38 @@ import re
 import textwrap
 from dataclasses import dataclass
 
-from .features import ScalarPrinter
-from .plan import AcceptStage, EvaluateStage, GroupStage, Op, Plan, ReduceStage
+import sympy as sp
 
-__all__ = ["OPS", "replaced_blocks", "step_function"]
+from .features import ScalarPrinter
+from .plan import THETA, AcceptStage, EvaluateStage, GroupStage, Op, Plan, ReduceStage
+
+__all__ = ["OPS", "JaxScalarPrinter", "jax_step", "replaced_blocks", "step_function"]
 
 
 @dataclass(frozen=True)
 class Form:
     """How one kind of operation is printed: ``foreach`` with {x} {y} {s} {alpha} and ``_``
-    (the in-place suffix), ``single`` the same on one tensor x (and y)."""
+    (the in-place suffix), ``single`` the same on one tensor x (and y), ``jax`` the new value
+    as a ``jax.numpy`` expression of one array x (and y), {alpha} there ``alpha * `` (arrays
+    are immutable: an in-place op rebinds the list)."""
 
     foreach: str
     single: str
+    jax: str
 
 
 OPS: dict[str, Form] = {
-    "mul_s": Form("torch._foreach_mul{_}({x}, {s})", "{x}.mul{_}({s})"),
-    "add": Form("torch._foreach_add{_}({x}, {y}{alpha})", "{x}.add{_}({y}{alpha})"),
-    "add_s": Form("torch._foreach_add{_}({x}, {s})", "{x}.add{_}({s})"),
-    "mul": Form("torch._foreach_mul{_}({x}, {y})", "{x}.mul{_}({y})"),
-    "div": Form("torch._foreach_div{_}({x}, {y})", "{x}.div{_}({y})"),
-    "func": Form("torch._foreach_{s}{_}({x})", "torch.{s}({x})"),
-    "pow_s": Form("torch._foreach_pow{_}({x}, {s})", "torch.pow({x}, {s})"),
-    "copy": Form("torch._foreach_copy_({x}, {y})", "{x}.copy_({y})"),
-    "clone": Form("[a.clone() for a in {x}]", "{x}.clone()"),
+    "mul_s": Form("torch._foreach_mul{_}({x}, {s})", "{x}.mul{_}({s})", "{x} * {s}"),
+    "add": Form(
+        "torch._foreach_add{_}({x}, {y}{alpha})", "{x}.add{_}({y}{alpha})", "{x} + {alpha}{y}"
+    ),
+    "add_s": Form("torch._foreach_add{_}({x}, {s})", "{x}.add{_}({s})", "{x} + {s}"),
+    "mul": Form("torch._foreach_mul{_}({x}, {y})", "{x}.mul{_}({y})", "{x} * {y}"),
+    "div": Form("torch._foreach_div{_}({x}, {y})", "{x}.div{_}({y})", "{x} / {y}"),
+    "func": Form("torch._foreach_{s}{_}({x})", "torch.{s}({x})", "jnp.{s}({x})"),
+    "pow_s": Form("torch._foreach_pow{_}({x}, {s})", "torch.pow({x}, {s})", "jnp.power({x}, {s})"),
+    "copy": Form("torch._foreach_copy_({x}, {y})", "{x}.copy_({y})", "{y}"),
+    "clone": Form("[a.clone() for a in {x}]", "{x}.clone()", "{x}"),
 }
 
 
@@ -184,10 +192,150 @@ def _load_group_values(body: list[str], local: dict[str, str], lr: str, time: bo
     return out
 
 
-def wrap(source: str, width: int = 100) -> str:
+class JaxScalarPrinter(ScalarPrinter):
+    """:class:`~odeopt.export.features.ScalarPrinter` for traced values: no Python branch on a
+    value (``jax.jit``): a Piecewise is nested ``jnp.where``, logic ``jnp.logical_*``,
+    Max/Min ``jnp.maximum``/``jnp.minimum``, math's functions jax.numpy's."""
+
+    def _module_format(self, fqn: str, register: bool = True) -> str:
+        if fqn.startswith("math."):
+            return "jnp." + fqn[len("math.") :]
+        return super()._module_format(fqn, register)
+
+    def _nest(self, func: str, args: tuple[sp.Basic, ...]) -> str:
+        out = self._print(args[0])
+        for a in args[1:]:
+            out = f"{func}({out}, {self._print(a)})"
+        return out
+
+    def _print_Piecewise(self, expr: sp.Piecewise) -> str:
+        out = "jnp.nan"
+        for e, c in reversed(expr.args):
+            body = self._print(e)
+            out = body if c == sp.true else f"jnp.where({self._print(c)}, {body}, {out})"
+        return out
+
+    def _print_And(self, expr: sp.Basic) -> str:
+        return self._nest("jnp.logical_and", expr.args)
+
+    def _print_Or(self, expr: sp.Basic) -> str:
+        return self._nest("jnp.logical_or", expr.args)
+
+    def _print_Not(self, expr: sp.Basic) -> str:
+        return f"jnp.logical_not({self._print(expr.args[0])})"
+
+    def _print_Max(self, expr: sp.Basic) -> str:
+        return self._nest("jnp.maximum", expr.args)
+
+    def _print_Min(self, expr: sp.Basic) -> str:
+        return self._nest("jnp.minimum", expr.args)
+
+    def _print_sign(self, expr: sp.Basic) -> str:
+        return f"jnp.sign({self._print(expr.args[0])})"
+
+
+def _print_op_jax(op: Op, ind: str) -> list[str]:
+    """One operation as a list comprehension of :data:`OPS`' ``jax`` expressions (an
+    in-place op rebinds its list)."""
+    if op.kind == "alias":
+        return [f"{ind}{op.out} = {op.x}"]
+    alpha = f"{op.scalar} * " if op.kind == "add" and op.scalar else ""
+    expr = OPS[op.kind].jax.format(x="x", y="y", s=op.scalar, alpha=alpha)
+    if op.kind in ("copy", "clone"):  # immutable arrays: the list of the values it names
+        src = op.y if op.kind == "copy" else op.x
+        return [f"{ind}{op.out} = list({src})"]
+    over = f"x in {op.x}" if op.y is None else f"x, y in zip({op.x}, {op.y})"
+    return [f"{ind}{op.out} = [{expr} for {over}]"]
+
+
+@dataclass
+class JaxStep:
+    """The step as lines of a JAX function body (4 spaces deep): the plan's stages on lists
+    of arrays ``G[...]`` (leaves of the parameter pytree), with no Python branch on a value.
+
+    ``delta``: the last op θ += α·y was printed as ``_U = [α·y]`` (the optax update itself);
+    otherwise the new θ is ``G["theta"]`` and the update its difference from θ.
+    ``reads_theta``: the step reads θ (``update`` needs ``params``). ``accept``: it ends with
+    a controller's test, leaving ``accepted`` and ``_fac``."""
+
+    lines: list[str]
+    delta: bool
+    reads_theta: bool
+    accept: bool
+
+
+def jax_step(plan: Plan) -> JaxStep:
+    """:class:`JaxStep` of ``plan``: every stage, printed through :data:`OPS` and
+    :class:`JaxScalarPrinter`; an evaluation calls ``_evaluate(value_fn, …)`` (its gradient
+    only when read), a reduction ``_total``/``_total_sq``, a controller's test sets
+    ``accepted`` and ``_fac`` (the caller applies them: a rejected step writes nothing)."""
+    printer = JaxScalarPrinter(plan.scalars)
+    live = _live(plan)
+    reads: list[str] = []
+    for st, ops in zip(plan.stages, live, strict=True):
+        reads += [r for op in ops for r in op.reads()]
+        if isinstance(st, ReduceStage):
+            reads.append(st.source)
+        elif isinstance(st, EvaluateStage):
+            reads.append(f'G["{st.theta_key}"]')
+    writes = [(si, k) for si, ops in enumerate(live) for k, op in enumerate(ops) if op.out == THETA]
+    delta = False
+    if len(writes) == 1:
+        si, k = writes[0]
+        last = live[si][k]
+        delta = last.kind == "add" and last.x == THETA and reads.count(THETA) == 1
+    body: list[str] = []
+    accept = False
+    for st, ops in zip(plan.stages, live, strict=True):
+        if isinstance(st, GroupStage):
+            body += [f"    {nm} = {printer.doprint(e)}" for nm, e in st.scalars]
+            for op in ops:
+                if delta and op.out == THETA:
+                    alpha = f"{op.scalar} * " if op.scalar else ""
+                    body.append(f"    _U = [{alpha}y for y in {op.y}]")
+                else:
+                    body += _print_op_jax(op, "    ")
+        elif isinstance(st, ReduceStage):
+            total = "_total_sq" if st.square else "_total"
+            body.append(f'    {st.name} = {total}(G["{_key(st.source)}"])')
+        elif isinstance(st, EvaluateStage):
+            grad = f'G["{st.grad_key}"]' in reads
+            target = f'G["{st.grad_key}"]' if grad else "_"
+            body.append(
+                f"    {st.loss_name}, {target} = _evaluate(value_fn, treedef, "
+                f'G["{st.theta_key}"], extra, maximize, {grad})'
+            )
+        else:
+            accept = True
+            body.append(f"    _err = {printer.doprint(st.err)}")
+            if st.order is None:  # the energy test: accept iff it dropped enough
+                body += [
+                    "    accepted = _err <= 0.0",
+                    "    _fac = jnp.where(accepted, GROW, SHRINK)",
+                ]
+            else:  # the error test: accept iff err ≤ 1; h·clip(safety·err^(−1/(q+1)))
+                body += [
+                    "    accepted = _err <= 1.0",
+                    f"    _fac = jnp.where(_err > 0, SAFETY * _err ** (-1.0 / {st.order + 1}),"
+                    " jnp.inf)",
+                    "    _fac = jnp.where(_fac == _fac, jnp.clip(_fac, SHRINK, GROW), SHRINK)",
+                ]
+    reads_theta = any(r == THETA for r in reads) and not (delta and reads.count(THETA) == 1)
+    return JaxStep(body, delta, reads_theta, accept)
+
+
+def _key(lst: str) -> str:
+    """The key of a list expression ``G["key"]``."""
+    m = re.fullmatch(r'G\["(\w+)"\]', lst)
+    assert m is not None, lst
+    return m.group(1)
+
+
+def wrap(source: str, width: int = 100, nested: bool = False) -> str:
     """``source`` with every line longer than ``width`` broken: docstring text as text, code
     at a space inside brackets and outside strings (an over-long right-hand side is put in
-    parentheses first), the continuation indented 4 more."""
+    parentheses first), the continuation indented 4 more. ``nested``: a continuation is cut
+    at the bracket depth where it starts (deeply nested expressions, the JAX printer's)."""
     out: list[str] = []
     in_doc = False
     depth = 0  # brackets open at the start of a line (a continued statement)
@@ -203,7 +351,7 @@ def wrap(source: str, width: int = 100) -> str:
                 break_on_hyphens=False,
             )
         elif len(line) > width and not in_doc:
-            out += _break_code(line, width, depth)
+            out += _break_code(line, width, depth, nested)
         else:
             out.append(line)
         if not in_doc and not quotes:
@@ -213,7 +361,7 @@ def wrap(source: str, width: int = 100) -> str:
     return "\n".join(out)
 
 
-def _break_code(line: str, width: int, depth: int) -> list[str]:
+def _break_code(line: str, width: int, depth: int, nested: bool = False) -> list[str]:
     ind = " " * (len(line) - len(line.lstrip()))
     m = re.match(r"(\s*[\w\[\]'\", ]+ = )(.*)$", line)
     if m and not depth and not m.group(2).startswith(("(", "[", "{")) and _spaces(line, 0):
@@ -224,6 +372,8 @@ def _break_code(line: str, width: int, depth: int) -> list[str]:
         if not cuts:
             break
         lines.append(line[: cuts[-1]].rstrip())
+        if nested:  # the continuation starts inside the brackets open at the cut
+            depth = _depth(line[: cuts[-1]], depth)
         line = ind + "    " + line[cuts[-1] :].lstrip()
     return [*lines, line]
 

@@ -190,7 +190,7 @@ class UpdateRule:
 
         return to_source(self, name, parametrization)
 
-    def to_optax(self, name: str | None = None, **hyperparameters: Any) -> Any:
+    def to_optax(self, *args: Any, name: str | None = None, **hyperparameters: Any) -> Any:
         """This rule as an ``optax.GradientTransformationExtraArgs``, built by executing
         ``to_source(framework="jax")``; the keywords are the torch optimizer's: ``lr`` the
         step h (a number or an optax schedule), the system's parameters, ``maximize``,
@@ -199,11 +199,12 @@ class UpdateRule:
         ``tx = rule.to_optax(lr=0.1, friction=0.5); state = tx.init(params)``, then
         ``updates, state = tx.update(grads, state, params, value=loss, value_fn=loss_fn)``
         (``value`` for rules that read F, ``value_fn`` for rules that evaluate it at moved
-        parameters) and ``params = optax.apply_updates(params, updates)``.
+        parameters) and ``params = optax.apply_updates(params, updates)``. Positional
+        arguments are the factory's: ``rule.to_optax(0.1)`` is lr = 0.1.
         """
         from .jax_source import to_optax
 
-        return to_optax(self, name, **hyperparameters)
+        return to_optax(self, *args, name=name, **hyperparameters)
 
     def to_torch(self, name: str | None = None, parametrization: str = "ode") -> type:
         """The optimizer class, built by executing :meth:`to_source`.

@@ -64,6 +64,35 @@ def _check_number(name, value, signs, where, label=None):
             raise ValueError(f"{label}{where} must be {sign}, got {value!r}")
 
 
+def _check_hyper(group, where, rules, fixed, rule):
+    """A torch optimizer's hyper-parameters: those in ``rules`` real with the given signs,
+    those in ``fixed`` {name: (value, hint)} at that value (``rule`` says which optimizer the
+    rule is); TypeError or ValueError naming the hyper-parameter, its value and ``where``."""
+    for name, signs in rules.items():
+        _check_number(name, group.get(name), signs, where)
+    for name, (value, hint) in fixed.items():
+        v = group.get(name)
+        same = (v is value) if isinstance(value, bool) else (_real(v) == value)
+        if not same:
+            raise ValueError(
+                f"{name}{where} must be {value!r}, got {v!r}: {rule} {name}={value!r}"
+                + (f" ({hint})" if hint else "")
+            )
+
+
+def _converted(group, where, to_ode, keys):
+    """The ODE's values of a param group given by a torch optimizer's hyper-parameters
+    (``to_ode``), and ``where`` naming those values; ValueError when they have none."""
+    shown = ", ".join(f"{k}={group.get(k)!r}" for k in keys)
+    try:
+        ode = to_ode(group)
+    except (ArithmeticError, ValueError) as exc:
+        raise ValueError(
+            f"{shown}{where} have no ODE counterpart ({exc}): the rule needs a step h > 0"
+        ) from None
+    return ode, f"{where} (from {shown})"
+
+
 def _check_flags(group, where):
     """The flags of a param group: maximize, check_finite, skip_nonfinite bools; foreach None
     or a bool."""

@@ -5,6 +5,12 @@ they are put into a module here, with the optimizer class of :data:`_CLASS` and 
 helpers (:mod:`.runtime`) that the module's code names. Lines of :data:`_CLASS` tagged
 ``@feature`` are kept only when the rule has the feature (``@!feature``: only when it has
 not; ``@a,b``: both), so a file carries the code of the features its rule uses.
+
+``parametrization="sgd"`` (the lower-case name of the torch optimizer that
+:meth:`~odeopt.export.rule.UpdateRule.identify` recognises) exposes that optimizer's
+hyper-parameters instead of h and the system's: each step converts a group's current values
+to the ODE's (:func:`~odeopt.export.features.parametrization`) and keeps the state in the
+optimizer's variables (SGD's momentum_buffer = −p/h), so schedulers act as on torch's.
 """
 
 from __future__ import annotations
@@ -12,8 +18,18 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from .features import domain_function, kinetic_function, start_function, switch_function
-from .plan import Plan, class_name, plan
+from .features import (
+    Parametrization,
+    domain_function,
+    hint,
+    kinetic_function,
+    start_function,
+    switch_function,
+    to_ode_function,
+)
+from .features import parametrization as parametrization_of
+from .plan import Plan, plan
+from .plan import class_name as _plan_class_name
 from .render import replaced_blocks, step_function, wrap
 from .runtime import source_of
 
@@ -23,7 +39,17 @@ if TYPE_CHECKING:
 __all__ = ["class_name", "to_source"]
 
 
-def features(p: Plan) -> dict[str, bool]:
+def class_name(rule: UpdateRule, parametrization: str = "ode") -> str:
+    """The generated class's default name: the system's and the scheme's in CamelCase, then
+    the optimizer's name for another parametrization (``HeavyBallSymplecticEulerSGD``)."""
+    base = _plan_class_name(rule)
+    if parametrization == "ode" or not isinstance(parametrization, str):
+        return base
+    found = rule.identify()
+    return base + (found.name if found.name else parametrization.upper())
+
+
+def features(p: Plan, par: Parametrization | None = None) -> dict[str, bool]:
     """The features a plan's optimizer carries code for."""
     sys_ = p.rule.system
     ls = sys_.level_set
@@ -48,7 +74,42 @@ def features(p: Plan) -> dict[str, bool]:
         "shared": p.shared,
         "kinetic": bool(p.kinetic),
         "replaced": bool(replaced_blocks(p)),
+        "param": par is not None,
+        "pstate": par is not None and bool(par.states),
+        "first": par is not None and bool(par.first),
     }
+
+
+def _states_text(par: Parametrization) -> str:
+    """How the ODE's state blocks are kept: "p = (−√lr)·momentum_buffer", or "no state"."""
+    return ", ".join(f"{b} = ({s})·{key}" for b, (key, s) in par.states.items()) or "no state"
+
+
+def _conversion(p: Plan, par: Parametrization | None) -> str:
+    """The class docstring's lines on the conversion (for another parametrization)."""
+    if par is None:
+        return ""
+    shown = ", ".join(f"{'h' if k == 'lr' else k} = {e}" for k, e in par.ode.items())
+    lines = [
+        f"    {', '.join(par.keys)} are torch.optim.{par.optimizer}'s (schedulers act on them",
+        f"    as on {par.optimizer}); each step converts a group's current values to the ODE's:",
+        f"    {shown}.",
+        f"    The state holds {_states_text(par)} (a new lr rescales no state)."
+        if par.states
+        else "    The rule keeps no state.",
+    ]
+    for s, e in par.aux.items():
+        if s.name == "damp":
+            lines.append(
+                "    damp = dampening, or 0 when momentum = 0 (torch uses no buffer then); a new"
+            )
+            lines.append("    buffer starts at (dampening/momentum)·g, as torch's is g.")
+        else:
+            lines.append(f"    {s} = {e}.")
+    fixed = ", ".join(f"{k}={v!r}" for k, v in par.fixed.items())
+    if fixed:
+        lines.append(f"    Fixed by the rule (other values are refused): {fixed}.")
+    return "\n".join(lines)
 
 
 def _keep(line: str, on: dict[str, bool]) -> str | None:
@@ -62,15 +123,25 @@ def _keep(line: str, on: dict[str, bool]) -> str | None:
     return line[m.end() :]
 
 
-def to_source(rule: UpdateRule, name: str | None = None) -> str:
-    """The text of a Python module defining a torch.optim.Optimizer for ``rule``."""
-    p = plan(rule, name)
+def to_source(rule: UpdateRule, name: str | None = None, parametrization: str = "ode") -> str:
+    """The text of a Python module defining a torch.optim.Optimizer for ``rule``; with
+    ``parametrization="sgd"`` (the lower-case name of the optimizer :meth:`identify` gives)
+    its hyper-parameters are that optimizer's, converted to the ODE's every step."""
+    if not isinstance(parametrization, str):
+        raise TypeError(
+            f"parametrization must be 'ode' or the lower-case name of the torch optimizer "
+            f"identify() recognises (e.g. 'sgd'), got {parametrization!r}"
+        )
+    p = plan(rule, name or class_name(rule, parametrization))
+    par = parametrization_of(p, parametrization)
     sys_ = rule.system
-    on = features(p)
+    on = features(p, par)
     ls = sys_.level_set
     foreach, args = step_function(p, True)
     single, _ = step_function(p, False)
-    keys = list(p.keywords.values())
+    keys = list(p.keywords.values()) if par is None else par.keys[1:]
+    defaults = p.defaults if par is None else {**par.variable, **par.fixed}
+    state_name = {b: b if par is None else par.states[b][0] for b in p.state_blocks}
     extra = ""
     if on["reduces"]:
         extra += ", process_group=None"
@@ -82,7 +153,7 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
         extra += ", bounce_every=1000, bounces=1, bounce_patience=3000, seed=0"
     if on["gaussian"]:
         extra += ", noise=5e-5, seed=0"
-    state_keys = ["step", *p.state_blocks] + (["t"] if p.uses_time else [])
+    state_keys = ["step", *state_name.values()] + (["t"] if p.uses_time else [])
     why = "several gradient evaluations" if p.needs_closure else "the loss value"
     run_args = ", ".join(
         {"process_group": "self.process_group"}.get(a, a) for a in args if a != "groups"
@@ -91,11 +162,13 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
         "CLS": p.cls,
         "SYSTEM": sys_.name,
         "SCHEME": rule.scheme.name,
-        "STATE": ", ".join(p.state_blocks) or "no tensors",
-        "SIGNATURE": "".join(f", {kw}={p.defaults[kw]!r}" for kw in keys),
+        "STATE": ", ".join(state_name.values()) or "no tensors",
+        "SIGNATURE": "".join(f", {kw}={defaults[kw]!r}" for kw in keys),
+        "LR0": "1e-3" if par is None else repr(par.variable["lr"]),
+        "LR_LABEL": "lr (the step h)" if par is None else "the step h",
         "EXTRA": extra,
         "KEYS": "".join(f", {kw}={kw}" for kw in keys),
-        "LR_MIN": "positive" if p.lr_divides else "nonnegative",
+        "LR_MIN": "positive" if p.lr_divides or par is not None else "nonnegative",
         "NEEDS_LOSS": str(p.needs_loss),
         "SHARED": str(p.shared),
         "WHY": why,
@@ -103,24 +176,44 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
         "STORED": repr(ls.spec.symbol) if ls is not None else "",
         "MOMENTUM": repr(ls.spec.momentum.name) if ls is not None else "",
         "NEW": "".join(
-            f'\n                state["{b}"] = G["new_{b}"][k]' for b in replaced_blocks(p)
+            f'\n                state["{state_name[b]}"] = G["new_{b}"][k]'
+            for b in replaced_blocks(p)
         ),
         "HUSED": "h_used" if p.controlled else "1.0",
         "LOOP": 'k, state in enumerate(G["_states"])'
         if on["replaced"]
         else 'state in G["_states"]',
         "INIT": "\n".join(
-            f'                    state["{b}"] = torch.zeros_like(p, memory_format=torch.'
-            "preserve_format)"
+            f'                    state["{state_name[b]}"] = torch.zeros_like(p, memory_format='
+            "torch.preserve_format)"
             for b in p.state_blocks
         ),
         "LISTS": "\n".join(
-            f'                G["{b}"] = [s["{b}"] for s in states]' for b in p.state_blocks
+            f'                G["{b}"] = [s["{state_name[b]}"] for s in states]'
+            for b in p.state_blocks
+        ),
+        "OPTIMIZER": par.optimizer if par is not None else "",
+        "HYPER": ", ".join(par.keys) if par is not None else "",
+        "CONVERSION": _conversion(p, par),
+        "TO_BLOCKS": "\n".join(
+            f'            torch._foreach_mul_(G["{b}"], G["_scale_{b}"])'
+            for b in (par.states if par is not None else ())
+        ),
+        "FIRST": "\n".join(
+            f'            for k, s in enumerate(G["_states"]):\n'
+            f'                if s["step"] == 0 and G["_first_{b}"] != 0:\n'
+            f'                    G["{b}"][k].copy_(G["g"][k]).mul_(G["_first_{b}"])'
+            for b in (par.first if par is not None else ())
+        ),
+        "FROM_BLOCKS": "\n".join(
+            f'            torch._foreach_div_([s["{key}"] for s in G["_states"]], G["_scale_{b}"])'
+            for b, (key, _) in (par.states.items() if par is not None else ())
         ),
     }
     lines = [kept for line in _CLASS.splitlines() if (kept := _keep(line, on)) is not None]
     cls_text = re.sub(r"<<(\w+)>>", lambda m: fills[m.group(1)], "\n".join(lines))
     functions = [kinetic_function(p), switch_function(p), domain_function(p), start_function(p)]
+    functions.append(to_ode_function(p, par))
     functions += [foreach, single]
     code = "\n\n\n".join("\n".join(f) for f in functions if f) + "\n\n\n" + cls_text
     constants = [
@@ -128,6 +221,11 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
         f"STATE_KEYS = {state_keys!r}",
         f"PARAMETER_RULES = {p.rules!r}",
     ]
+    if par is not None:
+        what = f"{sys_.name} with {rule.scheme.name} is torch.optim.{par.optimizer} with"
+        constants += [f"HYPER_RULES = {par.signs!r}", f"RULE = {what!r}", "FIXED = {"]
+        constants += [f"    {k!r}: ({v!r}, {hint(k)!r})," for k, v in par.fixed.items()]
+        constants += ["}"]
     if p.controlled:
         ctrl = rule.scheme.controller  # type: ignore[attr-defined]
         h_max = min(float(getattr(ctrl, "h_max", float("inf"))), 1e300)
@@ -141,7 +239,11 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
     doc = [f'"""{p.cls}: {sys_.name} discretized by {rule.scheme.name}, exported by odeopt.']
     doc += ["", "The update rule (h is the learning rate lr):", ""]
     doc += ["    " + line for line in str(rule).replace('"""', "'''").splitlines()]
-    doc += ["", "Needs only torch. Group keys: " + ", ".join(["lr (the step h)", *keys]) + ","]
+    if par is None:
+        doc += ["", "Needs only torch. Group keys: " + ", ".join(["lr (the step h)", *keys]) + ","]
+    else:
+        doc += ["", *_conversion(p, par).replace("    ", "", 1).split("\n    ")]
+        doc += ["", "Needs only torch. Group keys: " + ", ".join(par.keys) + ","]
     doc += ['maximize, foreach, check_finite, skip_nonfinite."""', ""]
     imports = ["import math", ""] if re.search(r"\bmath\.", body) else []
     imports += ["import torch", "from torch.optim import Optimizer", ""]
@@ -152,8 +254,9 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
 _CLASS = '''class <<CLS>>(Optimizer):
     """<<SYSTEM>> with <<SCHEME>>, as a torch.optim.Optimizer (generated by odeopt).
 
-    lr is the time step h (schedulers scale it); the system's parameters are group keys.
-    The state of each parameter holds the system's other blocks (<<STATE>>), zero at start.
+@!param    lr is the time step h (schedulers scale it); the system's parameters are group keys.
+@!param    The state of each parameter holds the system's other blocks (<<STATE>>), zero at start.
+@param<<CONVERSION>>
 @closure    The step needs a closure: the rule evaluates the gradient at other points.
 @loss    The step needs a closure returning the loss: the rule uses the loss value.
     Non-finite gradients (or a non-finite closure loss) raise FloatingPointError naming the
@@ -165,7 +268,7 @@ _CLASS = '''class <<CLS>>(Optimizer):
 @switches    Switches fire on the loss averaged with factor ``switch_smoothing``.
     """
 
-    def __init__(self, params, lr=1e-3<<SIGNATURE>>, *, maximize=False, foreach=None,
+    def __init__(self, params, lr=<<LR0>><<SIGNATURE>>, *, maximize=False, foreach=None,
                  check_finite=True, skip_nonfinite=False, compiled=False<<EXTRA>>):
         self._check_group(dict(lr=lr<<KEYS>>), "", "positive")
         self._checked = {}  # param group index -> its values as last checked
@@ -194,12 +297,16 @@ _CLASS = '''class <<CLS>>(Optimizer):
 
     def _check_group(self, group, where, lr_sign="<<LR_MIN>>"):
         """lr, the system's parameters and (in a param group) the flags."""
-        _check_number("lr", group.get("lr"), (lr_sign,), where, "lr (the step h)")
+@param        if where:
+@param            _check_flags(group, where)
+@param        _check_hyper(group, where, HYPER_RULES, FIXED, RULE)
+@param        group, where = _converted(group, where, _to_ode, HYPER_RULES)
+        _check_number("lr", group.get("lr"), (lr_sign,), where, "<<LR_LABEL>>")
         for name, signs in PARAMETER_RULES.items():
             _check_number(name, group.get(name), signs, where)
 @kinetic        _check_kinetic(group, where)
-        if where:
-            _check_flags(group, where)
+@!param        if where:
+@!param            _check_flags(group, where)
 
     def add_param_group(self, param_group):
         """torch's, then the checks of ``__init__`` on the new group (not added if it fails)."""
@@ -245,6 +352,7 @@ _CLASS = '''class <<CLS>>(Optimizer):
                 states.append(state)
             if theta:
                 G = {k: v for k, v in group.items() if k != "params"}
+@param                G.update(_to_ode(G))  # the ODE's h (as "lr"), parameters, state scales
                 G.update(_group=gi, _states=states, theta=theta,
                          g=torch._foreach_neg(grads) if G["maximize"] else grads)
 <<LISTS>>
@@ -302,6 +410,10 @@ _CLASS = '''class <<CLS>>(Optimizer):
 @uniform            moms = [m for G in groups for m in G[<<MOMENTUM>>]]
 @uniform            _bounce_uniform(moms, glob, self.seed, self.process_group)
 @uniform            return loss  # a bounce makes no update
+@first        for G in groups:  # a new buffer starts as torch's first step needs
+@first<<FIRST>>
+@pstate        for G in groups:  # the ODE's blocks from the optimizer's state (b = s·state)
+@pstate<<TO_BLOCKS>>
         run = _step_foreach if foreach else _step_single
         if self.compiled:
             if self._compiled_step is None:
@@ -329,6 +441,7 @@ _CLASS = '''class <<CLS>>(Optimizer):
             for <<LOOP>>:
                 state["step"] += 1<<NEW>>
 @time                state["t"] = G["t"] + G["lr"] * <<HUSED>>
+@pstate<<FROM_BLOCKS>>
 @levelset        glob["updates"] = glob.get("updates", 0) + 1
 @uniform        _after_update(glob, V)  # progress is judged on updates only
 @gaussian        if self.noise > 0:

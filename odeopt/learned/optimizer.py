@@ -140,6 +140,15 @@ class LearnedOptimizer(torch.optim.Optimizer):
         of this net's generated source (:func:`to_source`), executed."""
         return self._generated._step(self, closure)
 
+    def to_optax(self) -> Any:
+        """This optimizer (its net, and the first param group's lr, normalize and maximize)
+        as an ``optax.GradientTransformation`` (jax and optax only); see
+        :func:`odeopt.learned.jax_export.to_optax`."""
+        from .jax_export import to_optax
+
+        g = self.param_groups[0]
+        return to_optax(self.net, g["lr"], normalize=g["normalize"], maximize=g["maximize"])
+
 
 def _check_hyper(group: dict[str, Any], gi: int | None, where: str = "LearnedOptimizer") -> None:
     """lr finite and > 0, the flags bools; ``gi`` names the param group (None: the

@@ -346,3 +346,10 @@ def test_kwargs_needs_the_rule_and_the_parameters() -> None:
     with pytest.raises(TypeError, match=r"heavy_ball has no parameter\(s\) \['mas'\]"):
         ident.kwargs(lr=0.2, mas=2.0)
     assert str(ident).startswith("torch.optim.SGD(lr=h**2/m, momentum=-gamma*h/m + 1")
+
+
+def test_a_switching_system_is_not_a_torch_optimizer() -> None:
+    """Braking's friction switch would be lost in a torch.optim optimizer."""
+    ident = oo.discretize(oo.zoo.braking(), "symplectic_euler").identify()
+    assert not ident
+    assert "switches its parameters" in ident.reason and "when F ≤" in ident.reason
