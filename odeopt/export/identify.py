@@ -122,6 +122,25 @@ def _degree(e: sp.Expr, g: sp.Symbol) -> int:
 
 
 def identify(rule: UpdateRule) -> Identification:
+    """Recognise ``rule`` (see :func:`_identify`); a switching system (braking) is the found
+    optimizer between its switches, and the reason says what the switches change (a
+    torch.optim optimizer would keep its hyper-parameters: ``parametrization="sgd"`` refuses
+    it)."""
+    found = _identify(rule)
+    switches = rule.system.switches
+    if found and switches:
+        sets = "; ".join(
+            ", ".join(f"{k} → {v}" for k, v in sw.set.items()) + f" when F ≤ {sw.goal}"
+            for sw in switches
+        )
+        found.reason = (
+            f"{found.reason}; between switches only: the system switches its parameters "
+            f"({sets}), which torch.optim's hyper-parameters do not"
+        )
+    return found
+
+
+def _identify(rule: UpdateRule) -> Identification:
     """Recognise torch.optim's SGD (momentum, Nesterov, weight decay), RMSprop (with and
     without momentum, weight decay) and Adagrad in ``rule``; see the module docstring for
     the correspondences and for why Adam/AdamW are never matched."""
@@ -130,15 +149,6 @@ def identify(rule: UpdateRule) -> Identification:
         return _none("the scheme is implicit (a nonlinear solve per step)")
     if sys_.loss is None:
         return _none("the system has no loss")
-    if sys_.switches:
-        sets = "; ".join(
-            ", ".join(f"{k} → {v}" for k, v in sw.set.items()) + f" when F ≤ {sw.goal}"
-            for sw in sys_.switches
-        )
-        return _none(
-            f"the system switches its parameters during the run ({sets}); torch.optim's "
-            "hyper-parameters stay what they are set to"
-        )
     evals = rule.evaluations
     if len(evals) != 1:
         return _none(
