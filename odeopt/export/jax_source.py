@@ -25,19 +25,21 @@ from __future__ import annotations
 import ast
 import math
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import sympy as sp
 
-from .features import kinetic_function
-from .plan import plan
+from .features import Parametrization, hint, kinetic_function
+from .features import parametrization as parametrization_of
+from .plan import Plan, plan
 from .render import JaxScalarPrinter, jax_step, replaced_blocks, wrap
-from .torch_source import features
+from .torch_source import class_name, features
 
 if TYPE_CHECKING:
     from .rule import UpdateRule
 
-__all__ = ["function_name", "to_source"]
+__all__ = ["OptaxSGD", "function_name", "optax_sgd", "to_optax", "to_source"]
 
 #: names the generated ``update`` function uses itself: a system parameter's local may not be one
 _OWN = frozenset(
@@ -46,9 +48,12 @@ _OWN = frozenset(
 )
 
 
-def function_name(rule: UpdateRule) -> str:
-    """The generated factory's default name: the system's and the scheme's, in snake_case."""
+def function_name(rule: UpdateRule, parametrization: str = "ode") -> str:
+    """The generated factory's default name: the system's and the scheme's, in snake_case
+    (then ``_sgd`` for ``parametrization="sgd"``)."""
     words = re.split(r"[^0-9a-zA-Z]+", f"{rule.system.name} {rule.scheme.name}")
+    if parametrization != "ode":
+        words.append(parametrization)
     name = "_".join(w.lower() for w in words if w) or "rule"
     return name if name.isidentifier() else f"rule_{name}"
 
@@ -82,6 +87,29 @@ def _check_number(name, value, signs, label=None):
     for sign in signs:
         if not _SIGNS[sign](v):
             raise ValueError(f"{label} must be {sign}, got {name}={value!r}")
+
+
+def _check_fixed(name, value, want, rule, hint):
+    """A hyper-parameter the rule has at one value only (None counts as 0.0, as optax.sgd's
+    momentum=None): ValueError naming it otherwise."""
+    if isinstance(want, bool):
+        same = value is want
+    else:
+        try:
+            same = value is None and want == 0.0 or float(value) == want
+        except (TypeError, ValueError):
+            same = False
+    if not same:
+        raise ValueError(
+            f"{name} must be {want!r}, got {name}={value!r}: {rule} {name}={want!r}"
+            + (f" ({hint})" if hint else "")
+        )
+
+
+def _traced(*values):
+    """Whether a value is traced (optax.inject_hyperparams builds the transformation inside
+    the jitted update): such values are not checked."""
+    return any(isinstance(v, jax.core.Tracer) for v in values)
 
 
 def _check_count(name, value):
@@ -212,18 +240,227 @@ def _used(name: str, text: str) -> bool:
     return re.search(rf"(?<![\"'\w.]){name}\b", text) is not None
 
 
-def to_source(rule: UpdateRule, name: str | None = None) -> str:
+#: optax.sgd's name of a torch.optim state (optax.trace's accumulator)
+_OPTAX_STATE = {"momentum_buffer": "trace"}
+
+
+@dataclass
+class OptaxSGD:
+    """A rule's hyper-parameters exposed as optax.sgd's (``learning_rate``, ``momentum``,
+    ``nesterov``; ``weight_decay`` where the rule has one: optax.add_decayed_weights chained
+    before optax.sgd), from the torch.optim.SGD :class:`~odeopt.export.features.Parametrization`
+    with dampening 0 (optax.sgd has none).
+
+    ``variable``: the arguments ``_to_ode`` converts (``"lr"`` first, the value of the
+    learning rate at the update count), ``ode`` the ODE's keywords as expressions of
+    ``symbols`` (``"lr"`` the step h), ``states`` each state block b → (the optax state
+    name, s) with b = s·state: optax.trace's recurrence t ← g + μ·t is torch's momentum
+    buffer with dampening 0, so SGD's scale serves; ``fixed``: the arguments the rule has at
+    one value only (``nesterov``; ``momentum`` 0 for a rule without state)."""
+
+    par: Parametrization
+    variable: list[str]
+    symbols: dict[str, sp.Symbol]
+    ode: dict[str, sp.Expr]
+    states: dict[str, tuple[str, sp.Expr]]
+    fixed: dict[str, object]
+
+    @property
+    def keys(self) -> list[str]:
+        """The factory's arguments after ``learning_rate``, in optax.sgd's order."""
+        order = ["momentum", "nesterov", "weight_decay"]
+        keys = [k for k in order if k in self.variable or k in self.fixed]
+        return keys + sorted(k for k in [*self.variable[1:], *self.fixed] if k not in order)
+
+
+def optax_sgd(p: Plan, name: str) -> OptaxSGD:
+    """optax.sgd's hyper-parameters for the rule of ``p`` (``name`` the parametrization,
+    "sgd"): :func:`~odeopt.export.features.parametrization` (a ValueError giving identify()'s
+    reason when the rule is not torch.optim.SGD), then dampening set to 0."""
+    par = parametrization_of(p, name)
+    assert par is not None
+    if par.optimizer != "SGD":
+        raise NotImplementedError(
+            f"parametrization={name!r}: the JAX export takes optax.sgd's hyper-parameters "
+            f"(parametrization='sgd') or the ODE's ('ode'); {p.rule.system.name} with "
+            f"{p.rule.scheme.name} is torch.optim.{par.optimizer}: use "
+            f"to_torch(parametrization={name!r}), or parametrization='ode' here"
+        )
+    sys_ = p.rule.system
+    if sys_.level_set is not None or p.controlled or p.uses_time:
+        raise NotImplementedError(
+            f"parametrization={name!r}: the JAX export of {sys_.name} with "
+            f"{p.rule.scheme.name} converts no stored energy, step control or time; use "
+            "parametrization='ode'"
+        )
+    off: dict[sp.Basic, sp.Expr] = {}
+    if "dampening" in par.symbols:
+        off[par.symbols["dampening"]] = sp.Integer(0)
+    for s, e in par.aux.items():
+        off[s] = sp.piecewise_fold(e.xreplace(off))
+
+    def zero(e: sp.Expr) -> sp.Expr:
+        return sp.simplify(sp.piecewise_fold(e.xreplace(off)))
+
+    for b, c in par.first.items():
+        if zero(c) != 0:
+            raise NotImplementedError(
+                f"parametrization={name!r}: the state {b} starts at ({c})·g, which optax.sgd's "
+                "trace (zero at start) does not; use parametrization='ode'"
+            )
+    fixed = {k: v for k, v in par.fixed.items() if k != "dampening"}
+    if fixed.get("weight_decay", 0.0) != 0.0:
+        raise NotImplementedError(
+            f"parametrization={name!r}: the rule has weight_decay={fixed['weight_decay']!r} "
+            "only, which optax.sgd cannot take; use parametrization='ode'"
+        )
+    fixed.pop("weight_decay", None)
+    variable = [k for k in par.keys if k in par.variable and k != "dampening"]
+    states = {b: (_OPTAX_STATE.get(key, key), zero(s)) for b, (key, s) in par.states.items()}
+    if states and "momentum" not in variable:
+        raise NotImplementedError(
+            f"parametrization={name!r}: a state without a momentum argument; use "
+            "parametrization='ode'"
+        )
+    return OptaxSGD(
+        par=par,
+        variable=variable,
+        symbols={k: par.symbols[k] for k in variable},
+        ode={k: zero(e) for k, e in par.ode.items()},
+        states=states,
+        fixed=fixed,
+    )
+
+
+def _to_ode_function(sgd: OptaxSGD) -> list[str]:
+    """``_to_ode``: optax.sgd's hyper-parameters (lr the learning rate's value now) as the
+    ODE's: "lr" the step h, each system parameter, and "_scale_b" per state block b."""
+    names = {sgd.symbols[k]: k for k in sgd.variable}
+    printer = JaxScalarPrinter(names)
+    lines = [
+        f"def _to_ode({', '.join(sgd.variable)}):",
+        '    """optax.sgd\'s hyper-parameters as the ODE\'s ("lr": the step h, from the',
+        '    learning rate lr), and the scale s of each state block b = s·state."""',
+        "    return {",
+    ]
+    for k, e in sgd.ode.items():
+        lines.append(f"        {k!r}: {repr(float(e)) if e.is_Number else printer.doprint(e)},")
+    for b, (_, s) in sgd.states.items():
+        lines.append(f"        {'_scale_' + b!r}: {printer.doprint(s)},")
+    return [*lines, "    }"]
+
+
+def _sgd_factory(p: Plan, sgd: OptaxSGD, fname: str, needs: list[str]) -> list[str]:
+    """The factory's head (signature, docstring, checks) taking optax.sgd's arguments."""
+    rule, sys_ = p.rule, p.rule.system
+    signature = []
+    for k in sgd.keys:
+        default = sgd.fixed[k] if k in sgd.fixed and k != "momentum" else None
+        signature.append(f", {k}={0.0 if k == 'weight_decay' else default!r}")
+    shown = ", ".join(f"{'h' if k == 'lr' else k} = {e}" for k, e in sgd.ode.items())
+    states = ", ".join(f"{b} = ({e})·{key}" for b, (key, e) in sgd.states.items())
+    hyper = ["learning_rate (a number, or an optax schedule of the update count)"]
+    if "momentum" in sgd.variable:
+        hyper.append("momentum (None: 0)")
+    hyper.append("nesterov")
+    head = [
+        f"def {fname}(learning_rate{''.join(signature)}, *, maximize=False):",
+        f'    """{sys_.name} with {rule.scheme.name}, as an optax.GradientTransformationExtraArgs',
+        "    taking optax.sgd's hyper-parameters (generated by odeopt).",
+        "",
+        f"    {', '.join(hyper[:-1])}",
+        f"    and {hyper[-1]} are optax.sgd's; each update converts them to the ODE's, lr the",
+        "    learning rate at the state's count:",
+        f"    {shown}.",
+    ]
+    if "weight_decay" in sgd.variable:
+        head += [
+            "    weight_decay: as optax.add_decayed_weights(weight_decay) chained before",
+            "    optax.sgd (the gradient g + weight_decay·θ).",
+        ]
+    if sgd.states:
+        head += [
+            "    The state holds the update count and optax.sgd's variables",
+            f"    ({states}), so a schedule acts exactly as on optax.sgd (a new",
+            "    learning rate rescales no state). At learning_rate = 0 (h = 0) the update is",
+            "    0 and trace ← g + momentum·trace, optax.sgd's recurrence.",
+        ]
+    else:
+        head.append("    The state holds the update count only.")
+    fixed = ", ".join(
+        f"{k}={'None (or 0.0)' if k == 'momentum' else repr(v)}" for k, v in sgd.fixed.items()
+    )
+    if fixed:
+        head.append(f"    Fixed by the rule (other values are refused): {fixed}.")
+    head += [
+        "    The values are checked here (a schedule's at count 0; its later values must stay",
+        "    ≥ 0); optax.inject_hyperparams works (its traced values are not checked).",
+        *needs,
+        "    The updates are θ' − θ: apply them with ``optax.apply_updates``. Non-finite",
+        "    values are not checked under jit: wrap it in ``optax.apply_if_finite``.",
+        '    """',
+    ]
+    hyper = sgd.variable[1:]
+    if "momentum" in sgd.variable:
+        head.append("    momentum = 0.0 if momentum is None else momentum")
+    for k, v in sgd.fixed.items():
+        head.append(f"    _check_fixed({k!r}, {k}, {v!r}, RULE, {hint(k)!r})")
+    if hyper:  # the values update reads
+        head.append("    hp = dict(" + ", ".join(f"{k}={k}" for k in hyper) + ")")
+    checks = [
+        "if not callable(learning_rate):",
+        '    _check_number("learning_rate", learning_rate, ("nonnegative",))',
+    ]
+    if hyper:
+        checks += [
+            f"for name, value in zip(HYPER_RULES, [{', '.join(hyper)}]):",
+            "    _check_number(name, value, HYPER_RULES[name])",
+        ]
+    checks += [
+        "# the ODE's parameters must be valid (at the first learning rate, or 1 when it is 0)",
+        "_lr0 = float(learning_rate(0) if callable(learning_rate) else learning_rate)",
+        "_shown = dict(learning_rate=_lr0" + "".join(f", {k}={k}" for k in hyper) + ")",
+        '_where = " (from " + ", ".join(f"{k}={v!r}" for k, v in _shown.items()) + ")"',
+        "_ode0 = _to_ode(_lr0 if _lr0 > 0 else 1.0" + "".join(f", {k}" for k in hyper) + ")",
+        "_hp0 = {name: float(_ode0[name]) for name in PARAMETER_RULES}",
+        "for name, signs in PARAMETER_RULES.items():",
+        "    _check_number(name, _hp0[name], signs, name + _where)",
+    ]
+    if p.kinetic:
+        checks.append("_check_kinetic(_hp0, _where)")
+    traced = ", ".join(["learning_rate", *hyper])
+    head.append(f"    if not _traced({traced}):  # traced: optax.inject_hyperparams under jit")
+    return head + ["        " + c for c in checks]
+
+
+def to_source(rule: UpdateRule, name: str | None = None, parametrization: str = "ode") -> str:
     """The text of a Python module (it imports only jax and optax) defining ``name`` (default
     :func:`function_name`): ``name(lr, <the system's keywords>, …)`` returns an
-    ``optax.GradientTransformationExtraArgs`` applying ``rule``."""
-    p = plan(rule)
-    fname = name or function_name(rule)
+    ``optax.GradientTransformationExtraArgs`` applying ``rule``.
+
+    ``parametrization="sgd"``: ``name(learning_rate, momentum=None, nesterov=…)`` takes
+    optax.sgd's hyper-parameters (:func:`optax_sgd`), converts them to h and the system's
+    parameters at every update (a schedule evaluated at the state's count) and keeps the
+    state as optax.sgd's ``trace``, so that a schedule acts exactly as on optax.sgd."""
+    if not isinstance(parametrization, str):
+        raise TypeError(
+            "parametrization must be 'ode' or 'sgd' (optax.sgd's hyper-parameters), got "
+            f"parametrization={parametrization!r}"
+        )
+    sgd = None
+    if parametrization == "ode":
+        p = plan(rule)
+        fname = name or function_name(rule)
+    else:
+        p = plan(rule, class_name(rule, parametrization))
+        sgd = optax_sgd(p, parametrization)
+        fname = name or function_name(rule, parametrization)
     if not fname.isidentifier():
         raise ValueError(f"name must be a Python identifier, got name={fname!r}")
     on = features(p)
     sys_ = rule.system
     ls = sys_.level_set
-    clash = sorted(set(p.locals.values()) & _OWN)
+    clash = sorted(set(p.locals.values()) & (_OWN | ({"_ode", "_lr"} if sgd else set())))
     if clash:
         raise NotImplementedError(
             f"system parameter(s) {clash} clash with names of the JAX export's update "
@@ -235,6 +472,8 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
     keys = list(p.keywords.values())
     blocks = p.state_blocks
     replaced = set(replaced_blocks(p))
+    # each block's field in the state: the block, or optax.sgd's variable it is kept in
+    field = {b: b if sgd is None else sgd.states[b][0] for b in blocks}
     # keywords whose value the state carries (a switch or the adaptive shift changes them)
     carried = [p.keywords[k] for sw in sys_.switches for k in sw.set]
     if on["shift"]:
@@ -360,6 +599,19 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
         ]
     for kw in carried:
         post.append(f'glob["{kw}"] = {p.locals[kw]}')
+    if sgd is not None and blocks:
+        post.append("# the state in optax.sgd's variables (state = b/s); at learning_rate 0")
+        post.append("# (h = 0) optax.sgd's own recurrence: no update, t ← g + momentum·t")
+        wd = " + hp['weight_decay'] * w" if "weight_decay" in sgd.variable else ""
+        over = 'zip(G["g"], _t, _theta)' if wd else 'zip(G["g"], _t)'
+        for b in blocks:
+            post += [
+                f"_t = jax.tree_util.tree_leaves(state.{field[b]})",
+                f'_new_{b} = [x / _ode["_scale_{b}"] for x in _new_{b}]',
+                f"_new_{b} = _select(_zero, [g{wd} + hp['momentum'] * m for g, m"
+                f"{', w' if wd else ''} in {over}], _new_{b})",
+            ]
+        post.append("_U = _select(_zero, [jnp.zeros_like(u) for u in _U], _U)")
     code_text = "\n".join(pre + body + post)
     # what update reads: the parameters, F, the group values (only those its code names)
     needs_theta = step.reads_theta or not step.delta
@@ -393,11 +645,35 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
     ]
     if needs_theta:
         head.append('G["theta"] = _theta = jax.tree_util.tree_leaves(params)')
-    head += [f'G["{b}"] = jax.tree_util.tree_leaves(state.{b})' for b in blocks]
-    if _used("lr", code_text):
-        head.append("lr = schedule(state.count)")
+    if sgd is None:
+        head += [f'G["{b}"] = jax.tree_util.tree_leaves(state.{b})' for b in blocks]
+        if _used("lr", code_text):
+            # a schedule of an int32 count gives float32: h in the default float type
+            head.append("lr = _float(schedule(state.count))")
+    else:  # optax.sgd's hyper-parameters now, as the ODE's; the blocks from optax's state
+        args = ", ".join(f'hp["{k}"]' for k in sgd.variable[1:])
+        # a schedule of an int32 count gives float32 values: the conversion runs in the
+        # default float type (float64 with jax_enable_x64), as optax.sgd's product does
+        head.append("_lr = _float(schedule(state.count))")
+        if blocks:  # b = s·state: s = 0 at learning_rate 0 (see below)
+            head += [
+                "_zero = _lr == 0",
+                f"_ode = _to_ode(jnp.where(_zero, 1.0, _lr){', ' + args if args else ''})",
+            ]
+        else:
+            head.append(f"_ode = _to_ode(_lr{', ' + args if args else ''})")
+        head += [
+            f'G["{b}"] = [x * _ode["_scale_{b}"] for x in '
+            f"jax.tree_util.tree_leaves(state.{field[b]})]"
+            for b in blocks
+        ]
+        if _used("lr", code_text):
+            head.append('lr = _ode["lr"]')
     loads = [
-        (loc, f'glob["{kw}"]' if kw in carried else f'hp["{kw}"]')
+        (
+            loc,
+            f'glob["{kw}"]' if kw in carried else f'hp["{kw}"]' if sgd is None else f'_ode["{kw}"]',
+        )
         for kw, loc in p.locals.items()
         if _used(loc, code_text)
     ]
@@ -417,7 +693,7 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
         "new_state = " + p.cls + "State(",
         "    count=state.count + 1,",
         *[
-            f"    {b}=jax.tree_util.tree_unflatten(treedef, "
+            f"    {field[b]}=jax.tree_util.tree_unflatten(treedef, "
             f"[a.astype(d) for a, d in zip(_new_{b}, dtypes)]),"
             for b in blocks
         ],
@@ -524,9 +800,14 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
     ]
     if p.kinetic:
         factory.append('    _check_kinetic(hp, "")')
+    if sgd is not None:
+        factory = _sgd_factory(p, sgd, fname, needs)
     factory += ["    " + c for c in checks]
     factory += [
-        "    schedule = lr if callable(lr) else (lambda count: lr)",
+        "    schedule = lr if callable(lr) else (lambda count: lr)"
+        if sgd is None
+        else "    schedule = learning_rate if callable(learning_rate) else "
+        "(lambda count: learning_rate)",
         "",
         "    def init_fn(params):",
         '        """The state at the start: the blocks zero, shaped like ``params``."""',
@@ -536,7 +817,7 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
     factory += [
         f"        return {p.cls}State(",
         "            count=jnp.zeros([], jnp.int32),",
-        *[f"            {b}=zeros," for b in blocks],
+        *[f"            {field[b]}=zeros," for b in blocks],
         "            glob={" + ", ".join(f"{k!r}: {v}" for k, v in glob_init) + "},",
         "        )",
         "",
@@ -552,10 +833,10 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
         '    the update count, the blocks, the shared scalars."""',
         "",
         "    count: Any",
-        *[f"    {b}: Any" for b in blocks],
+        *[f"    {field[b]}: Any" for b in blocks],
         "    glob: Any",
     ]
-    functions = [kinetic_function(p), state_cls, factory]
+    functions = [kinetic_function(p), _to_ode_function(sgd) if sgd else [], state_cls, factory]
     code = "\n\n\n".join("\n".join(f) for f in functions if f)
     constants = [f"PARAMETER_RULES = {p.rules!r}"]
     if p.controlled:
@@ -575,9 +856,12 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
     doc = [
         f'"""{fname}: {sys_.name} discretized by {rule.scheme.name}, exported by odeopt.',
         "",
-        "An optax transformation (JAX).",
+        "An optax transformation (JAX)"
+        + (", taking optax.sgd's hyper-parameters." if sgd else "."),
         "",
-        "The update rule (h is the learning rate lr):",
+        "The update rule (h is the learning rate lr):"
+        if sgd is None
+        else "The update rule (h and the parameters converted from optax.sgd's at each update):",
         "",
     ]
     doc += ["    " + line for line in str(rule).replace('"""', "'''").splitlines()]
@@ -585,13 +869,20 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
         "",
         "Needs only jax and optax:",
         "",
-        f"    tx = {fname}(lr=...)",
+        f"    tx = {fname}(lr=...)" if sgd is None else f"    tx = {fname}(learning_rate=...)",
         "    state = tx.init(params)",
         "    updates, state = tx.update(grads, state, params, value=loss"
         + (", value_fn=loss_fn)" if p.needs_closure else ")"),
         '    params = optax.apply_updates(params, updates)"""',
         "",
     ]
+    if sgd is not None:
+        found = rule.identify()
+        constants += [
+            f"RULE = {f'{sys_.name} with {rule.scheme.name} is optax.sgd with'!r}",
+            f"HYPER_RULES = { {k: sgd.par.signs.get(k, ()) for k in sgd.variable[1:]}!r}",
+        ]
+        assert found.name == "SGD"
     imports = ["import math"] if re.search(r"\bmath\.", body_text + str(constants)) else []
     imports += ["from typing import Any, NamedTuple", ""]
     imports += ["import jax", "import jax.numpy as jnp", "import optax", ""]
@@ -600,16 +891,21 @@ def to_source(rule: UpdateRule, name: str | None = None) -> str:
 
 
 def to_optax(
-    rule: UpdateRule, *args: object, name: str | None = None, **hyperparameters: object
+    rule: UpdateRule,
+    *args: object,
+    name: str | None = None,
+    parametrization: str = "ode",
+    **hyperparameters: object,
 ) -> object:
     """The ``optax.GradientTransformationExtraArgs`` of ``rule`` with ``hyperparameters``
-    (``lr`` the step h, the system's keywords, ``maximize``, ``seed``, …; ``args`` the
-    factory's positional arguments): the factory of :func:`to_source`, executed and called
-    (its source is the factory's ``source``)."""
+    (``lr`` the step h, the system's keywords, ``maximize``, ``seed``, …; with
+    ``parametrization="sgd"`` optax.sgd's ``learning_rate``, ``momentum``, ``nesterov``;
+    ``args`` the factory's positional arguments): the factory of :func:`to_source`,
+    executed and called (its source is the factory's ``source``)."""
     import types
 
-    source = to_source(rule, name)
-    fname = name or function_name(rule)
+    source = to_source(rule, name, parametrization)
+    fname = name or function_name(rule, parametrization)
     module = types.ModuleType(f"odeopt_generated_jax_{fname}")
     module.__file__ = f"<odeopt jax {fname}>"
     exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102

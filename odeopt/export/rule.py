@@ -174,23 +174,25 @@ class UpdateRule:
 
         ``framework="jax"``: a module importing only jax and optax, defining a function
         (``name``, default the system's and scheme's names in snake_case) that returns an
-        ``optax.GradientTransformationExtraArgs``; see :meth:`to_optax`."""
+        ``optax.GradientTransformationExtraArgs``; see :meth:`to_optax`. There
+        ``parametrization="sgd"`` takes optax.sgd's hyper-parameters (``…_sgd``)."""
         if framework == "jax":
-            if parametrization != "ode":
-                raise NotImplementedError(
-                    f"parametrization={parametrization!r} is exported to torch only; the JAX "
-                    "export takes the ODE's hyper-parameters (parametrization='ode')"
-                )
             from .jax_source import to_source as to_jax_source
 
-            return to_jax_source(self, name)
+            return to_jax_source(self, name, parametrization)
         if framework != "torch":
             raise ValueError(f"framework must be 'torch' or 'jax', got framework={framework!r}")
         from .torch_source import to_source
 
         return to_source(self, name, parametrization)
 
-    def to_optax(self, *args: Any, name: str | None = None, **hyperparameters: Any) -> Any:
+    def to_optax(
+        self,
+        *args: Any,
+        name: str | None = None,
+        parametrization: str = "ode",
+        **hyperparameters: Any,
+    ) -> Any:
         """This rule as an ``optax.GradientTransformationExtraArgs``, built by executing
         ``to_source(framework="jax")``; the keywords are the torch optimizer's: ``lr`` the
         step h (a number or an optax schedule), the system's parameters, ``maximize``,
@@ -201,10 +203,17 @@ class UpdateRule:
         (``value`` for rules that read F, ``value_fn`` for rules that evaluate it at moved
         parameters) and ``params = optax.apply_updates(params, updates)``. Positional
         arguments are the factory's: ``rule.to_optax(0.1)`` is lr = 0.1.
+
+        ``parametrization="sgd"`` (a rule :meth:`identify` recognises as torch.optim.SGD
+        without dampening): ``rule.to_optax(learning_rate=schedule, momentum=0.9,
+        parametrization="sgd")`` takes optax.sgd's hyper-parameters, converted to h and the
+        system's at every update (a schedule at the state's count), its state kept as
+        optax.sgd's ``trace``, so that a schedule acts exactly as on optax.sgd; a rule that
+        identify() does not recognise is a ValueError giving identify()'s reason.
         """
         from .jax_source import to_optax
 
-        return to_optax(self, *args, name=name, **hyperparameters)
+        return to_optax(self, *args, name=name, parametrization=parametrization, **hyperparameters)
 
     def to_torch(self, name: str | None = None, parametrization: str = "ode") -> type:
         """The optimizer class, built by executing :meth:`to_source`.

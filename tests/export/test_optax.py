@@ -254,7 +254,7 @@ def test_a_jax_mlp_trains_on_digits_with_the_optax_export(system, hp) -> None:
 def test_update_names_what_it_is_missing_and_to_source_what_it_refuses() -> None:
     """A rule reading F without value=, one evaluating F at moved points without value_fn=
     (given value_fn, value= may be left out: F at θ is value_fn(params)), a framework other
-    than torch/jax, the SGD parametrization (torch only), a parameter's sign, and rules
+    than torch/jax, an RMSprop parametrization (torch only), a parameter's sign, and rules
     neither export takes (adaptive with an error estimate, implicit), with the same reason."""
     _, _, W0, b0 = _problem()
     params = {"W": jnp.asarray(W0), "b": jnp.asarray(b0)}
@@ -275,8 +275,12 @@ def test_update_names_what_it_is_missing_and_to_source_what_it_refuses() -> None
     hb = oo.discretize(zoo.heavy_ball(), "symplectic_euler")
     with pytest.raises(ValueError, match="framework must be 'torch' or 'jax', got framework='tf'"):
         hb.to_source(framework="tf")
-    with pytest.raises(NotImplementedError, match="parametrization='sgd' is exported to torch"):
-        hb.to_source(parametrization="sgd", framework="jax")
+    with pytest.raises(
+        NotImplementedError, match="parametrization='rmsprop': the JAX export takes optax.sgd"
+    ):
+        oo.discretize(zoo.rmsprop(), "symplectic_euler").to_source(
+            parametrization="rmsprop", framework="jax"
+        )
     with pytest.raises(ValueError, match="friction must be nonnegative, got friction=-1"):
         hb.to_optax(lr=0.1, friction=-1)
     for scheme in ("euler_richardson", "discrete_gradient"):  # adaptive, implicit: refused
