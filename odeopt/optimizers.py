@@ -100,7 +100,7 @@ class LearnedEntry:
     net's map (u, p) ← net(∇F, p), θ ← θ + lr·u, not a scheme applied to a system.
 
     Construct it with a trained :class:`~odeopt.learned.HNNOptimizerNet`: from Python,
-    ``net = oo.learned.meta_train(oo.learned.QuadraticTask(), out_mul=1e-3).net`` then
+    ``net = oo.learned.pretrained("hnn_quadratic").net`` (or a fresh ``meta_train``) then
     ``get("learned", net=net).to_torch()``; from the command line ``odeopt learn -o FILE.py``
     (it meta-trains the net and writes the optimizer). ``.system`` is the net's cell as a
     pH system (q = the gradient, p = the last output; d = 1 nets, ``preprocess=False``).
@@ -118,7 +118,8 @@ class LearnedEntry:
         if self.net is None:
             raise TypeError(
                 "the learned optimizer needs its meta-trained net: get('learned', net=net) with "
-                "net = oo.learned.meta_train(task).net (or run `odeopt learn -o FILE.py`)"
+                "net = oo.learned.pretrained('hnn_quadratic').net, or "
+                "oo.learned.meta_train(task).net (or run `odeopt learn -o FILE.py`)"
             )
         return self.net
 

@@ -35,6 +35,19 @@ preprocessing) V need not be a gradient field, so no H is claimed there.
 
 Parameter counts: 18 for d = 1 and 53 for d = 2 (the original's 19 and 55 include L's bias,
 which its forward never uses).
+
+The authors' cell itself is ``HNNOptimizerNet(constrained=False)`` (``HamiltonianCell(dim,
+constrained=False)``), so the reproduction and the pH-constrained cell run on one protocol:
+
+    q̇ = p − D_q,   ṗ = (−V(q) − D_p + G(q))·LLᵀ,   [D_q; D_p] = D·[V(q); p]
+
+with D an unconstrained bias-free linear map (weight ``cell.D.weight``) and, with
+preprocessing, no meta-gradient through LogSign(p_prev) (the original's ``.data``). Its
+remaining departures: L has no bias (the original's is never used), so it too counts 18/53;
+LogSign takes log|x| where the original takes log(|x| + 10⁻⁸) (a relative change below
+2·10⁻⁴ of that input, on |x| ≥ e^{−10}; the quadratic protocol does not preprocess).
+It is no pH system (D has no sign, M does not multiply p where ∇H would need it), so
+``hamiltonian``, ``balance`` and ``to_system`` refuse it.
 """
 
 from __future__ import annotations
@@ -76,39 +89,56 @@ def _mlp(d: int) -> nn.Sequential:
 class HamiltonianCell(nn.Module):
     """The learned pH cell (module docstring): ``forward(q, p) → (q̇, ṗ)``, rows are entries.
 
-    q̇ = M⁻¹p − D_q,  ṗ = −V(q) − D_p + G(q),  [D_q; D_p] = D·[V(q); M⁻¹p],
-    M⁻¹ = LᵀL,  D = KKᵀ.
+    ``constrained=True`` (odeopt's):  q̇ = M⁻¹p − D_q,  ṗ = −V(q) − D_p + G(q),
+    [D_q; D_p] = D·[V(q); M⁻¹p],  M⁻¹ = LᵀL,  D = KKᵀ.
+
+    ``constrained=False`` (the authors'):  q̇ = p − D_q,  ṗ = (−V(q) − D_p + G(q))·LLᵀ,
+    [D_q; D_p] = D·[V(q); p],  D unconstrained (weight ``D.weight``).
     """
 
-    def __init__(self, dim: int = 1) -> None:
+    def __init__(self, dim: int = 1, constrained: bool = True) -> None:
         super().__init__()
         if isinstance(dim, bool) or dim not in (1, 2):
             raise ValueError(
                 f"HamiltonianCell: dim must be 1 (raw gradient) or 2 (LogSign), got dim={dim!r}"
             )
         self.dim = int(dim)
+        self.constrained = check_flag("HamiltonianCell", "constrained", constrained)
         self.G = _mlp(dim)
         self.V = _mlp(dim)
         self.L = nn.Linear(dim, dim, bias=False)
-        self.K = nn.Linear(2 * dim, 2 * dim, bias=False)
+        if self.constrained:
+            self.K = nn.Linear(2 * dim, 2 * dim, bias=False)
+        else:
+            self.D = nn.Linear(2 * dim, 2 * dim, bias=False)
 
     def inverse_mass(self) -> torch.Tensor:
-        """M⁻¹ = LᵀL (symmetric positive semidefinite)."""
+        """M⁻¹ = LᵀL (symmetric positive semidefinite); the original cell's factor LLᵀ."""
         L = self.L.weight
-        return L.T @ L
+        return L.T @ L if self.constrained else L @ L.T
 
     def dissipation(self) -> torch.Tensor:
-        """D = KKᵀ (symmetric positive semidefinite)."""
+        """The matrix D of [D_q; D_p] = D·x: KKᵀ (symmetric positive semidefinite), or the
+        original cell's unconstrained ``D.weight``."""
+        if not self.constrained:
+            return self.D.weight
         K = self.K.weight
         return K @ K.T
 
     def grad_h(self, q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-        """∇H = [V(q); M⁻¹p] (rows are entries)."""
+        """∇H = [V(q); M⁻¹p] (rows are entries); the original cell's D acts on [V(q); p]."""
+        if not self.constrained:
+            return torch.cat([self.V(q), p], dim=-1)
         return torch.cat([self.V(q), p @ self.inverse_mass()], dim=-1)
 
     def forward(self, q: torch.Tensor, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         d = self.dim
         dh = self.grad_h(q, p)
+        if not self.constrained:  # the authors' cell, operation for operation
+            damp = self.D(dh)
+            qdot = p - damp[..., :d]
+            pdot = (-dh[..., :d] - damp[..., d:] + self.G(q)) @ self.inverse_mass()
+            return qdot, pdot
         damp = dh @ self.dissipation()  # D symmetric: (D∇H)ᵀ row-wise
         qdot = dh[..., d:] - damp[..., :d]
         pdot = -dh[..., :d] - damp[..., d:] + self.G(q)
@@ -117,6 +147,12 @@ class HamiltonianCell(nn.Module):
     # -- energy (d = 1) ------------------------------------------------------------------------
 
     def _require_scalar(self, what: str) -> None:
+        if not self.constrained:
+            raise ValueError(
+                f"HamiltonianCell.{what}: the original (constrained=False) cell is no pH system "
+                "(its D has no sign and acts on [V; p]); use constrained=True for H and its "
+                "balance"
+            )
         if self.dim != 1:
             raise ValueError(
                 f"HamiltonianCell.{what}: H exists only for dim = 1 (V is the derivative of "
@@ -232,22 +268,32 @@ class HNNOptimizerNet(nn.Module):
 
     ``preprocess=True`` feeds LogSign(g) and LogSign(p_prev) to a d = 2 cell (for networks,
     whose gradients span many scales); otherwise d = 1 on the raw numbers. g and p_prev have
-    shape (n, 1); u and p_next too.
+    shape (n, 1); u and p_next too. ``constrained=False`` runs the authors' original cell
+    (module docstring) instead of the pH-constrained one.
     """
 
-    def __init__(self, preprocess: bool = False, P: float = 10.0) -> None:
+    state_names = ("p",)
+
+    def __init__(self, preprocess: bool = False, P: float = 10.0, constrained: bool = True) -> None:
         super().__init__()
         self.preprocess = check_flag("HNNOptimizerNet", "preprocess", preprocess)
+        self.constrained = check_flag("HNNOptimizerNet", "constrained", constrained)
         check_positive("HNNOptimizerNet", "P", P)
         d = 2 if self.preprocess else 1
         self.pre = LogSign(P) if self.preprocess else nn.Identity()
-        self.cell = HamiltonianCell(d)
+        self.cell = HamiltonianCell(d, constrained=self.constrained)
         self.next_p = nn.Linear(2 * d, 1)
         self.update = nn.Linear(2 * d, 1, bias=False)
 
+    def config(self) -> dict[str, Any]:
+        """The constructor's arguments (what a checkpoint needs to rebuild the net)."""
+        P = self.pre.P if self.preprocess else 10.0
+        return {"preprocess": self.preprocess, "P": P, "constrained": self.constrained}
+
     def forward(self, g: torch.Tensor, p_prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         q = self.pre(g)
-        p = self.pre(p_prev)
+        # the original feeds LogSign(p_prev.data): no meta-gradient through the preprocessing
+        p = self.pre(p_prev.detach() if self.preprocess and not self.constrained else p_prev)
         qdot, pdot = self.cell(q, p)
         u = self.update(torch.cat([qdot, q], dim=-1))
         p_next = self.next_p(torch.cat([qdot, pdot], dim=-1))

@@ -31,6 +31,11 @@ def to_jax_source(net: HNNOptimizerNet, name: str = "hnn_optimizer") -> str:
             "to_jax_source: net must be an odeopt.learned.HNNOptimizerNet, "
             f"got net={type(net).__name__}"
         )
+    if not getattr(net, "constrained", True):
+        raise ValueError(
+            "to_jax_source: the authors' original cell (HNNOptimizerNet(constrained=False)) is "
+            "exported to torch only; the JAX file writes the pH-constrained cell"
+        )
     if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
         raise ValueError(f"to_jax_source: name must be a Python identifier, got name={name!r}")
     for key, value in net.state_dict().items():

@@ -1,8 +1,10 @@
-"""The trained learned pH optimizer as a torch.optim.Optimizer, and as a self-contained file.
+"""A trained learned optimizer (the pH cell or the learning-to-learn LSTM) as a
+torch.optim.Optimizer, and as a self-contained file.
 
-Per parameter tensor, every step:  (u, p) ← hnn_update(net, ∇F, p),  θ ← θ + lr·u
-(``lr`` is the original's out_mul; schedulers scale it). p — the optimizer's previous output,
-zero at start — is the per-parameter state and is saved by ``state_dict``.
+Per parameter tensor, every step:  (u, s) ← learned_update(net, ∇F, s),  θ ← θ + lr·u
+(``lr`` is the original's out_mul; schedulers scale it). s — zero at start — is the
+per-parameter state saved by ``state_dict``: {"p"} (the pH cell's previous output) or
+{"h0", "c0", "h1", "c1"} (the LSTM's, each of shape (*θ.shape, hidden)).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 
 from ._checks import FLOAT_DTYPES, check_flag, check_positive
 from .hnn import HNNOptimizerNet
+from .lstm import LSTMOptimizerNet
 
 __all__ = ["LearnedOptimizer", "save_source", "to_source"]
 
@@ -27,7 +30,8 @@ _HYPER = ("lr", "normalize", "maximize", "check_finite")
 
 
 class LearnedOptimizer(torch.optim.Optimizer):
-    """Runs a (meta-trained) :class:`HNNOptimizerNet` on any model's parameters.
+    """Runs a (meta-trained) :class:`HNNOptimizerNet` or :class:`LSTMOptimizerNet` on any
+    model's parameters (``normalize`` applies to the pH cell's p only).
 
     ``net`` is frozen and copied (later changes to the caller's net do not leak in); it runs
     in each parameter's floating dtype. ``state_dict`` holds p and the groups, not the net's
@@ -47,17 +51,17 @@ class LearnedOptimizer(torch.optim.Optimizer):
     def __init__(
         self,
         params: Any,
-        net: HNNOptimizerNet,
+        net: HNNOptimizerNet | LSTMOptimizerNet,
         lr: float = 1e-3,
         *,
         normalize: bool = True,
         maximize: bool = False,
         check_finite: bool = True,
     ) -> None:
-        if not isinstance(net, HNNOptimizerNet):
+        if not isinstance(net, (HNNOptimizerNet, LSTMOptimizerNet)):
             raise TypeError(
-                "LearnedOptimizer: net must be an odeopt.learned.HNNOptimizerNet, "
-                f"got net={type(net).__name__}"
+                "LearnedOptimizer: net must be an odeopt.learned.HNNOptimizerNet or "
+                f"LSTMOptimizerNet, got net={type(net).__name__}"
             )
         defaults = dict(lr=lr, normalize=normalize, maximize=maximize, check_finite=check_finite)
         _check_hyper(defaults, None)
@@ -83,7 +87,8 @@ class LearnedOptimizer(torch.optim.Optimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's load_state_dict after checking that ``state_dict`` is a LearnedOptimizer's
         (its groups carry lr, normalize, maximize, check_finite; each parameter's state is
-        exactly ``{"p": tensor}``) for parameters of these shapes."""
+        exactly this net's, ``{"p": tensor}`` or the LSTM's four) for parameters of these
+        shapes."""
         where = "LearnedOptimizer.load_state_dict"
         if not (
             isinstance(state_dict, dict)
@@ -119,19 +124,23 @@ class LearnedOptimizer(torch.optim.Optimizer):
                 entry = state.get(idx)
                 if entry is None:
                     continue
-                if not isinstance(entry, dict) or set(entry) != {"p"}:
+                names = self.net.state_names
+                if not isinstance(entry, dict) or set(entry) != set(names):
                     keys = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
                     raise ValueError(
                         f"{where}: state is not a LearnedOptimizer's: parameter {pi} of param "
-                        f"group {gi} has state {keys}, expected ['p']"
+                        f"group {gi} has state {keys}, expected {sorted(names)}"
                     )
-                v = entry["p"]
-                if not isinstance(v, torch.Tensor) or v.shape != p.shape:
-                    got = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
-                    raise ValueError(
-                        f"{where}: state of parameter {pi} of param group {gi} has p of shape "
-                        f"{got}, the parameter has shape {tuple(p.shape)}"
-                    )
+                extra = (self.net.hidden,) if isinstance(self.net, LSTMOptimizerNet) else ()
+                for name in names:
+                    v = entry[name]
+                    if not isinstance(v, torch.Tensor) or v.shape != (*p.shape, *extra):
+                        got = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+                        raise ValueError(
+                            f"{where}: state of parameter {pi} of param group {gi} has {name} "
+                            f"of shape {got}, expected {(*p.shape, *extra)} (the parameter "
+                            f"has shape {tuple(p.shape)})"
+                        )
         super().load_state_dict(state_dict)
 
     @torch.no_grad()
@@ -143,8 +152,20 @@ class LearnedOptimizer(torch.optim.Optimizer):
     def to_optax(self) -> Any:
         """This optimizer (its net, and the first param group's lr, normalize and maximize)
         as an ``optax.GradientTransformation`` (jax and optax only); see
-        :func:`odeopt.learned.jax_export.to_optax`."""
+        :func:`odeopt.learned.jax_export.to_optax`. The pH-constrained cell only: the jax
+        renderer writes its arithmetic, not the original cell's nor the LSTM's."""
         from .jax_export import to_optax
+
+        if not (isinstance(self.net, HNNOptimizerNet) and self.net.constrained):
+            what = (
+                "an LSTMOptimizerNet"
+                if isinstance(self.net, LSTMOptimizerNet)
+                else ("the original cell (constrained=False)")
+            )
+            raise ValueError(
+                f"LearnedOptimizer.to_optax: the jax export renders the pH-constrained cell "
+                f"only, this optimizer runs {what}; use to_source (torch) for it"
+            )
 
         g = self.param_groups[0]
         return to_optax(self.net, g["lr"], normalize=g["normalize"], maximize=g["maximize"])
@@ -190,14 +211,15 @@ def _execute(source: str) -> types.ModuleType:
     return module
 
 
-def to_source(net: HNNOptimizerNet, class_name: str = "HNNOptimizer") -> str:
+def to_source(net: HNNOptimizerNet | LSTMOptimizerNet, class_name: str = "HNNOptimizer") -> str:
     """A self-contained .py file (needs only torch) defining ``class_name``, a
     torch.optim.Optimizer with the net's trained weights written in: the same arithmetic and
     the same checks as :class:`LearnedOptimizer` (tested equal). The weights must be finite
-    (a diverged meta-training would write NaN into the file)."""
-    if not isinstance(net, HNNOptimizerNet):
+    (a diverged meta-training would write NaN into the file). Either net: the pH cell
+    (constrained or the authors' original) or the learning-to-learn LSTM."""
+    if not isinstance(net, (HNNOptimizerNet, LSTMOptimizerNet)):
         raise TypeError(
-            "to_source: net must be an odeopt.learned.HNNOptimizerNet, "
+            "to_source: net must be an odeopt.learned.HNNOptimizerNet or LSTMOptimizerNet, "
             f"got net={type(net).__name__}"
         )
     if not isinstance(class_name, str):
@@ -210,17 +232,31 @@ def to_source(net: HNNOptimizerNet, class_name: str = "HNNOptimizer") -> str:
         if not bool(torch.isfinite(value).all()):
             raise ValueError(f"to_source: the net's weight {key} is not finite")
     weights = {k: v.detach().double().tolist() for k, v in net.state_dict().items()}
-    P = net.pre.P if net.preprocess else 10.0
-    return _SOURCE.format(
+    if isinstance(net, LSTMOptimizerNet):
+        head, body, P, d = _LSTM_HEAD, _LSTM_BODY, net.P, 2 if net.preprocess else 1
+        what = "learning-to-learn LSTM optimizer"
+        state = "h0, c0, h1, c1 (each of shape (*parameter.shape, HIDDEN))"
+    else:
+        head, body, P, d = _HNN_HEAD, _HNN_BODY, net.pre.P if net.preprocess else 10.0, net.cell.dim
+        what = "learned port-Hamiltonian optimizer"
+        state = "p, the last output"
+    fields = dict(
         cls=class_name,
         weights=pprint.pformat(weights, width=99, compact=True),
         preprocess=net.preprocess,
         P=repr(P),
-        d=net.cell.dim,
+        d=d,
+        constrained=getattr(net, "constrained", True),
+        hidden=getattr(net, "hidden", 0),
+        what=what,
+        state=state,
     )
+    return "".join(part.format(**fields) for part in (head, _PRELUDE, body, _COMMON))
 
 
-def save_source(net: HNNOptimizerNet, path: str | Path, class_name: str = "HNNOptimizer") -> Path:
+def save_source(
+    net: HNNOptimizerNet | LSTMOptimizerNet, path: str | Path, class_name: str = "HNNOptimizer"
+) -> Path:
     """Write :func:`to_source` to ``path`` (its directory must exist; an existing file is
     replaced). A missing directory raises FileNotFoundError and a directory given as ``path``
     IsADirectoryError, each naming it; nothing is written then."""
@@ -239,16 +275,32 @@ def save_source(net: HNNOptimizerNet, path: str | Path, class_name: str = "HNNOp
     return path
 
 
-_SOURCE = '''"""A learned port-Hamiltonian optimizer (generated by odeopt.learned, torch only).
+_HNN_HEAD = '''"""A learned port-Hamiltonian optimizer (generated by odeopt.learned, torch only).
 
 Per entry, with q = pre(g) and p = pre(p_prev) (pre = LogSign when PREPROCESS, else identity):
+    CONSTRAINED (the pH cell):
     ∇H = [V(q); M⁻¹p],  [D_q; D_p] = D∇H,  M⁻¹ = LᵀL,  D = KKᵀ
     q̇ = M⁻¹p − D_q,  ṗ = −V(q) − D_p + G(q)
+    not CONSTRAINED (the authors' original cell):
+    [D_q; D_p] = D[V(q); p],  q̇ = p − D_q,  ṗ = (−V(q) − D_p + G(q))·LLᵀ
     u = B[q̇; q],  p_next = A[q̇; ṗ] + a (then divided by its norm over the tensor)
     θ ← θ + lr·u
 """
 
-import math
+'''
+
+_LSTM_HEAD = '''"""A learning-to-learn LSTM optimizer (Andrychowicz et al. 2016), generated by
+odeopt.learned, torch only.
+
+Per entry, with x = pre(g) (pre = LogSign when PREPROCESS, else identity) and its state
+(h0, c0, h1, c1), zero at start:
+    (h0, c0) = LSTMCell_0(x, (h0, c0)),  (h1, c1) = LSTMCell_1(h0, (h1, c1))
+    u = W h1 + b,  θ ← θ + lr·u
+"""
+
+'''
+
+_PRELUDE = """import math
 
 import torch
 from torch.optim import Optimizer
@@ -258,6 +310,11 @@ WEIGHTS = {weights}
 PREPROCESS = {preprocess}
 P = {P}
 D = {d}
+
+
+"""
+
+_HNN_BODY = """CONSTRAINED = {constrained}
 
 
 def _pre(x):
@@ -280,25 +337,73 @@ def _mlp(x, w, prefix):
     return _linear(torch.relu(_linear(x, w, prefix + ".0")), w, prefix + ".2")
 
 
-def _update(w, g, p_prev, normalize):
+def _zero_state(t):
+    return {{"p": torch.zeros_like(t)}}
+
+
+def _update(w, g, state, normalize):
     q = _pre(g.reshape(-1, 1))
-    p = _pre(p_prev.reshape(-1, 1))
+    p = _pre(state["p"].reshape(-1, 1))
     L = w["cell.L.weight"]
-    K = w["cell.K.weight"]
-    dh = torch.cat([_mlp(q, w, "cell.V"), p @ (L.T @ L)], dim=-1)
-    damp = dh @ (K @ K.T)
-    qdot = dh[..., D:] - damp[..., :D]
-    pdot = -dh[..., :D] - damp[..., D:] + _mlp(q, w, "cell.G")
+    if CONSTRAINED:
+        K = w["cell.K.weight"]
+        dh = torch.cat([_mlp(q, w, "cell.V"), p @ (L.T @ L)], dim=-1)
+        damp = dh @ (K @ K.T)
+        qdot = dh[..., D:] - damp[..., :D]
+        pdot = -dh[..., :D] - damp[..., D:] + _mlp(q, w, "cell.G")
+    else:
+        v = _mlp(q, w, "cell.V")
+        damp = torch.cat([v, p], dim=-1) @ w["cell.D.weight"].T
+        qdot = p - damp[..., :D]
+        pdot = (-v - damp[..., D:] + _mlp(q, w, "cell.G")) @ (L @ L.T)
     u = _linear(torch.cat([qdot, q], dim=-1), w, "update", bias=False).reshape(g.shape)
     pn = _linear(torch.cat([qdot, pdot], dim=-1), w, "next_p").reshape(g.shape)
     if normalize:
         n = pn.norm()
         if n > 0:
             pn = pn / n
-    return u, pn
+    return u, {{"p": pn}}
 
 
-_FLOAT = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+"""
+
+_LSTM_BODY = '''HIDDEN = {hidden}
+_NAMES = ("h0", "c0", "h1", "c1")
+
+
+def _pre(x):
+    if not PREPROCESS:
+        return x
+    a = x.abs()
+    big = a >= math.exp(-P)
+    tiny = torch.finfo(x.dtype).tiny
+    first = torch.where(big, torch.log(a.clamp_min(tiny)) / P, -torch.ones_like(x))
+    second = torch.where(big, torch.sign(x), math.exp(P) * x)
+    return torch.cat([first, second], dim=-1)
+
+
+def _cell(x, h, c, w, prefix):
+    return torch.lstm_cell(x, (h, c), w[prefix + ".weight_ih"], w[prefix + ".weight_hh"],
+                           w[prefix + ".bias_ih"], w[prefix + ".bias_hh"])
+
+
+def _zero_state(t):
+    return {{k: torch.zeros(*t.shape, HIDDEN, dtype=t.dtype, device=t.device) for k in _NAMES}}
+
+
+def _update(w, g, state, normalize):
+    """One LSTM step for every entry of g (normalize does not apply: there is no p)."""
+    h0, c0, h1, c1 = (state[k].reshape(-1, HIDDEN) for k in _NAMES)
+    h0, c0 = _cell(_pre(g.reshape(-1, 1)), h0, c0, w, "recurs")
+    h1, c1 = _cell(h0, h1, c1, w, "recurs2")
+    u = torch.nn.functional.linear(h1, w["output.weight"], w["output.bias"]).reshape(g.shape)
+    shape = (*g.shape, HIDDEN)
+    return u, {{k: v.reshape(shape) for k, v in zip(_NAMES, (h0, c0, h1, c1))}}
+
+
+'''
+
+_COMMON = '''_FLOAT = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def _check_group(group, gi=None):
@@ -387,16 +492,18 @@ def _step(opt, closure):
         for _, p in items:
             g = -p.grad if group["maximize"] else p.grad
             state = opt.state[p]
-            if "p" not in state:
-                state["p"] = torch.zeros_like(p)
-            u, pn = _update(_weights(opt, p), g, state["p"], group["normalize"])
+            if not state:
+                state.update(_zero_state(p))
+            u, new = _update(_weights(opt, p), g, state, group["normalize"])
             p.add_(u, alpha=group["lr"])
-            state["p"] = pn
+            state.update(new)
     return loss
 
 
 class {cls}(Optimizer):
-    """The learned pH optimizer with its trained weights; lr is out_mul; state: p per parameter.
+    """The {what} with its trained weights; lr is out_mul.
+
+    State per parameter: {state}.
 
     Parameters must be real floating tensors with data (not meta); lr must be finite and > 0
     (re-checked every step); with check_finite a non-finite gradient or closure loss raises

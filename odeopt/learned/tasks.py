@@ -62,7 +62,12 @@ class _Quadratics:
 @dataclass
 class QuadraticTask:
     """F(θ) = |Wθ − y|², W ∈ ℝ^{d×d} and y ∈ ℝ^d with i.i.d. N(0, 1) entries, θ₀ = 0 (the
-    learning-to-learn benchmark, d = 10)."""
+    learning-to-learn benchmark, d = 10).
+
+    The defaults are the reference's task (OPT-ML ``QuadraticLoss``/``QuadOptimizee``: d = 10,
+    standard normal W and y, θ₀ = 0, float32). The one departure: problems are drawn from the
+    caller's ``torch.Generator`` (reproducible, and many at once) instead of the global
+    generator, so the draws themselves differ from the reference's."""
 
     dim: int = 10
     dtype: torch.dtype = torch.float32

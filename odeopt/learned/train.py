@@ -1,10 +1,15 @@
-"""Meta-training and evaluation of the learned pH optimizer (ALGORITHMS.md §4).
+"""Meta-training and evaluation of the learned pH optimizer and of the learning-to-learn LSTM
+(ALGORITHMS.md §4).
 
 Meta-loss over an unroll window of T optimizee steps: L(φ) = Σ_t mean_b F_b(θ_t), with
-θ_{t+1} = θ_t + out_mul·u_φ(∇F(θ_t), p_t). As in learning-to-learn and the original code,
-the optimizee's gradients enter the optimizer detached (no second derivatives); the
-meta-gradient flows through θ_t. Adam updates φ after every window; the states are
+θ_{t+1} = θ_t + out_mul·u_φ(∇F(θ_t), s_t) and s_t the optimizer's per-entry state (p for the
+pH cell, (h₀, c₀, h₁, c₁) for the LSTM). As in learning-to-learn and the original code, the
+optimizee's gradients enter the optimizer detached (no second derivatives); the
+meta-gradient flows through θ_t and s_t. Adam updates φ after every window; the states are
 detached between windows (truncated backpropagation through time).
+
+The reference protocol (github.com/AfoninAndrei/OPT-ML, ``main.ipynb`` and ``training.py``)
+is :func:`meta_train`'s default; :func:`reference_settings` gives its per-optimizer values.
 """
 
 from __future__ import annotations
@@ -18,17 +23,90 @@ import torch
 
 from ._checks import check_count, check_flag, check_positive
 from .hnn import HNNOptimizerNet
+from .lstm import LSTMOptimizerNet
 from .tasks import ProblemBatch, Task
 
-__all__ = ["MetaTrainResult", "hnn_update", "meta_train", "run_learned", "run_torch"]
+__all__ = [
+    "MetaTrainResult",
+    "hnn_update",
+    "learned_update",
+    "make_net",
+    "meta_train",
+    "reference_settings",
+    "run_learned",
+    "run_torch",
+]
+
+NET_KINDS = ("hnn", "hnn_original", "lstm")
 
 
-def _check_net(where: str, net: Any) -> HNNOptimizerNet:
-    if not isinstance(net, HNNOptimizerNet):
+def _check_net(where: str, net: Any) -> HNNOptimizerNet | LSTMOptimizerNet:
+    if not isinstance(net, (HNNOptimizerNet, LSTMOptimizerNet)):
         raise TypeError(
-            f"{where}: net must be an odeopt.learned.HNNOptimizerNet, got net={type(net).__name__}"
+            f"{where}: net must be an odeopt.learned.HNNOptimizerNet or LSTMOptimizerNet, "
+            f"got net={type(net).__name__}"
         )
     return net
+
+
+def _is_quadratic(task: Any) -> bool:
+    return getattr(task, "name", "") == "quadratic"
+
+
+def make_net(kind: str, task: Any = None, seed: int = 0) -> HNNOptimizerNet | LSTMOptimizerNet:
+    """A fresh net of ``kind`` — "hnn" (the pH-constrained cell), "hnn_original" (the authors'
+    cell, ``constrained=False``) or "lstm" (learning-to-learn) — initialised under
+    ``torch.manual_seed(seed)`` (the global generator is restored afterwards), with
+    LogSign preprocessing unless ``task`` is the quadratic task (the reference's choice for
+    both optimizers)."""
+    if kind not in NET_KINDS:
+        raise ValueError(f"make_net: kind must be one of {NET_KINDS}, got kind={kind!r}")
+    seed = check_count("make_net", "seed", seed, minimum=0)
+    preprocess = task is not None and not _is_quadratic(task)
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        if kind == "lstm":
+            return LSTMOptimizerNet(preprocess=preprocess)
+        return HNNOptimizerNet(preprocess=preprocess, constrained=kind == "hnn")
+    finally:
+        torch.random.set_rng_state(state)
+
+
+def reference_settings(net: Any, task: Any = None) -> dict[str, Any]:
+    """The reference's meta-training and evaluation settings for ``net`` (a net, or "hnn",
+    "hnn_original", "lstm") on ``task`` (OPT-ML's ``main.ipynb``):
+
+    =====================  =========  ======  =========  =====================
+    optimizer, task        unroll T   lr      out_mul    normalize p
+    =====================  =========  ======  =========  =====================
+    pH cell, quadratic     15         0.01    0.001      yes
+    pH cell, networks      15         0.01    0.1 (*)    yes (*)
+    LSTM, quadratic        20         0.003   1.0        (no p)
+    LSTM, networks         20         0.01    0.1        (no p)
+    =====================  =========  ======  =========  =====================
+
+    (*) odeopt's departures on networks: the reference's MNIST run used out_mul 0.001 without
+    normalisation; on the digits stand-in (64 inputs, not MNIST's 784) odeopt keeps the
+    out_mul 0.1 and the normalisation it was tuned with (pass them to reproduce MNIST's).
+    The reference also evaluates its MNIST LSTM with out_mul 1.0 after training it with 0.1
+    — a slip; odeopt evaluates with the trained value.
+    """
+    if isinstance(net, str):
+        if net not in NET_KINDS:
+            raise ValueError(f"reference_settings: net must be one of {NET_KINDS}, got {net!r}")
+        lstm = net == "lstm"
+    else:
+        lstm = isinstance(_check_net("reference_settings", net), LSTMOptimizerNet)
+    quad = task is None or _is_quadratic(task)
+    if lstm:
+        return {
+            "unroll": 20,
+            "lr": 0.003 if quad else 0.01,
+            "out_mul": 1.0 if quad else 0.1,
+            "normalize": True,
+        }
+    return {"unroll": 15, "lr": 0.01, "out_mul": 0.001 if quad else 0.1, "normalize": True}
 
 
 def _check_problems(where: str, problems: Any, name: str = "problems") -> ProblemBatch:
@@ -89,6 +167,52 @@ def hnn_update(
     return u, pn
 
 
+def initial_state(net: HNNOptimizerNet | LSTMOptimizerNet, w: torch.Tensor) -> tuple:
+    """The zero state of ``net`` for one tensor ``w``: (p,) of w's shape for the pH cell,
+    (h₀, c₀, h₁, c₁) of shape (w.numel(), hidden) for the LSTM."""
+    if isinstance(net, LSTMOptimizerNet):
+        return net.initial_state(w.numel(), w)
+    return (torch.zeros_like(w),)
+
+
+def learned_update(
+    net: HNNOptimizerNet | LSTMOptimizerNet,
+    grad: torch.Tensor,
+    state: tuple,
+    normalize: bool = True,
+    batch_dims: int = 0,
+) -> tuple[torch.Tensor, tuple]:
+    """One learned step for one tensor, either net: (u, state') with u of ``grad``'s shape.
+
+    The pH cell: ``state`` = (p,) and this is :func:`hnn_update`. The LSTM: ``state`` =
+    (h₀, c₀, h₁, c₁), each (grad.numel(), hidden), one row per entry in ``grad.reshape(-1)``'s
+    order (``normalize`` and ``batch_dims`` do not apply: the LSTM has no p). The net runs in
+    its own dtype; u and the state come back in the gradient's.
+    """
+    if isinstance(net, HNNOptimizerNet):
+        u, pn = hnn_update(net, grad, state[0], normalize, batch_dims)
+        return u, (pn,)
+    _check_net("learned_update", net)
+    if not isinstance(grad, torch.Tensor) or not grad.dtype.is_floating_point:
+        what = grad.dtype if isinstance(grad, torch.Tensor) else type(grad).__name__
+        raise TypeError(f"learned_update: grad must be a real floating tensor, got {what}")
+    rows = (grad.numel(), net.hidden)
+    if (
+        not isinstance(state, tuple)
+        or len(state) != 4
+        or any(not isinstance(s, torch.Tensor) or tuple(s.shape) != rows for s in state)
+    ):
+        items = state if isinstance(state, (tuple, list)) else [state]
+        got = [tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__ for s in items]
+        raise ValueError(
+            f"learned_update: the LSTM's state must be a tuple (h0, c0, h1, c1) of tensors of "
+            f"shape {rows} for grad.shape={tuple(grad.shape)}, got {got}"
+        )
+    dtype = next(net.parameters()).dtype
+    u, new = net(grad.reshape(-1, 1).to(dtype), tuple(s.to(dtype) for s in state))
+    return u.reshape(grad.shape).to(grad.dtype), tuple(s.to(grad.dtype) for s in new)
+
+
 def run_learned(
     net: HNNOptimizerNet,
     problems: ProblemBatch,
@@ -98,7 +222,8 @@ def run_learned(
     window: int | None = None,
     on_window: Callable[[torch.Tensor], None] | None = None,
 ) -> np.ndarray:
-    """Run the learned optimizer on a batch of problems; returns F at steps 0…steps, (steps+1, n).
+    """Run a learned optimizer (the pH cell or the LSTM) on a batch of problems; returns F at
+    steps 0…steps, (steps+1, n): row k is F(θ_k), θ_0 the start.
 
     With ``window`` and ``on_window`` (meta-training) the graph is kept over each window of
     ``window`` steps, ``on_window(Σ_t mean_b F_b)`` is called at its end and the states are
@@ -126,7 +251,7 @@ def run_learned(
             "pass both or neither"
         )
     params = [w.detach().requires_grad_(True) for w in problems.initial()]
-    moms = [torch.zeros_like(w) for w in params]
+    moms = [initial_state(net, w) for w in params]
     history = []
     acc: torch.Tensor | None = None
     for k in range(steps):
@@ -138,15 +263,15 @@ def run_learned(
         with torch.set_grad_enabled(training):
             new_params, new_moms = [], []
             for w, g, m in zip(params, grads, moms, strict=True):
-                u, pn = hnn_update(net, g.detach(), m, normalize, batch_dims=1)
+                u, st = learned_update(net, g.detach(), m, normalize, batch_dims=1)
                 new_params.append(torch.add(w, u, alpha=out_mul))
-                new_moms.append(pn)
+                new_moms.append(st)
         params, moms = new_params, new_moms
         if training and (k + 1) % window == 0:
             on_window(acc)
             acc = None
             params = [w.detach().requires_grad_(True) for w in params]
-            moms = [m.detach() for m in moms]
+            moms = [tuple(s.detach() for s in m) for m in moms]
         elif not training:
             params = [w.detach().requires_grad_(True) for w in params]
     if training and acc is not None:
@@ -193,71 +318,106 @@ def run_torch(
 
 @dataclass
 class MetaTrainResult:
-    """The trained net (the best by validation), the meta-losses and validation curve."""
+    """The trained net (the best by validation), the meta-losses and validation curve, and
+    what it must run with: ``out_mul`` (LearnedOptimizer's lr) and ``normalize``.
+    ``settings`` records the meta-training's arguments (its budget) and its wall time in
+    seconds (``settings["seconds"]``)."""
 
-    net: HNNOptimizerNet
+    net: HNNOptimizerNet | LSTMOptimizerNet
     meta_losses: list[float] = field(default_factory=list)
     validation: list[float] = field(default_factory=list)
     best_validation: float = float("inf")
     out_mul: float = 0.1
+    normalize: bool = True
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 def meta_train(
     task: Task,
-    net: HNNOptimizerNet | None = None,
+    net: HNNOptimizerNet | LSTMOptimizerNet | str | None = None,
     *,
-    iterations: int = 200,
-    problems: int = 16,
+    iterations: int = 2000,
+    problems: int = 1,
     steps: int = 100,
-    unroll: int = 15,
-    lr: float = 0.01,
-    out_mul: float = 0.1,
-    normalize: bool = True,
+    unroll: int | None = None,
+    lr: float | None = None,
+    out_mul: float | None = None,
+    normalize: bool | None = None,
     validate_every: int = 20,
-    validation_problems: int = 32,
+    validation_problems: int = 50,
     seed: int = 0,
     progress: bool = False,
 ) -> MetaTrainResult:
-    """Meta-train a learned pH optimizer (module docstring) with Adam(lr) on ``task``.
+    """Meta-train a learned optimizer (module docstring) with Adam(lr) on ``task``.
+
+    ``net``: a net to train in place, or "hnn" (the pH-constrained cell, the default),
+    "hnn_original" (the authors' cell) or "lstm" (learning-to-learn), made by
+    :func:`make_net` with ``seed``. ``unroll``, ``lr``, ``out_mul`` and ``normalize`` left
+    None take the reference's values for that net and task (:func:`reference_settings`).
 
     Each iteration samples ``problems`` fresh optimizees and runs ``steps`` steps in windows
-    of ``unroll``; every ``validate_every`` iterations the mean F over ``steps`` steps on a
-    fixed validation batch is measured and the best weights are kept (the original's model
-    selection). Deterministic given ``seed``.
+    of ``unroll``; every ``validate_every`` iterations the mean F over the ``steps`` recorded
+    losses F(θ_0)…F(θ_{steps−1}) on a validation batch is measured and the best weights are
+    kept (the original's model selection). Deterministic given ``seed``.
+
+    The defaults are the reference's quadratic protocol (OPT-ML ``main.ipynb``: ``fit(...,
+    n_epochs=100, n_tests=50)``): 100 epochs × 20 = 2000 iterations of one optimizee each,
+    100 steps, Adam, model selection once per epoch on 50 problems. Departures that remain:
+
+    * the validation batch is fixed (drawn from ``seed + 10_000``); the reference draws 50
+      fresh problems every time, a noisier selection that flatters its best loss;
+    * the last partial window (steps 91–100 when T = 15) is trained on; the reference
+      accumulates it but never backpropagates it (the step-100 loss is what is reported,
+      so odeopt keeps it in the meta-loss);
+    * the meta-loss of a window averages over the ``problems`` optimizees (with the
+      reference's one problem: its sum).
 
     Every argument is checked first (counts are integers ≥ 1, ``seed`` ≥ 0, ``lr`` and
     ``out_mul`` finite and > 0, flags are bools, ``task`` an instance with ``sample``): a
     TypeError or ValueError names the argument and its value.
     """
+    import time
+
     if isinstance(task, type) or not callable(getattr(task, "sample", None)):
         what = f"the class {task.__name__}" if isinstance(task, type) else type(task).__name__
         raise TypeError(
             "meta_train: task must be a Task instance with sample(n, generator), such as "
             f"QuadraticTask() or DigitsMLPTask(), got task={what}"
         )
-    if net is not None:
+    kind = net if isinstance(net, str) else None
+    if kind is not None and kind not in NET_KINDS:
+        raise ValueError(f"meta_train: net must be a net or one of {NET_KINDS}, got net={net!r}")
+    if net is not None and kind is None:
         _check_net("meta_train", net)
     iterations = check_count("meta_train", "iterations", iterations)
     problems = check_count("meta_train", "problems", problems)
     steps = check_count("meta_train", "steps", steps)
-    unroll = check_count("meta_train", "unroll", unroll)
     validate_every = check_count("meta_train", "validate_every", validate_every)
     validation_problems = check_count("meta_train", "validation_problems", validation_problems)
-    lr = check_positive("meta_train", "lr", lr)
-    out_mul = check_positive("meta_train", "out_mul", out_mul)
-    normalize = check_flag("meta_train", "normalize", normalize)
     progress = check_flag("meta_train", "progress", progress)
     seed = check_count("meta_train", "seed", seed, minimum=0)
+    ref = reference_settings(kind or (net if net is not None else "hnn"), task)
+    unroll = check_count("meta_train", "unroll", ref["unroll"] if unroll is None else unroll)
+    lr = check_positive("meta_train", "lr", ref["lr"] if lr is None else lr)
+    out_mul = check_positive(
+        "meta_train", "out_mul", ref["out_mul"] if out_mul is None else out_mul
+    )
+    normalize = check_flag(
+        "meta_train", "normalize", ref["normalize"] if normalize is None else normalize
+    )
     gen = torch.Generator().manual_seed(seed)
-    if net is None:
-        torch_state = torch.random.get_rng_state()
-        torch.manual_seed(seed)
-        net = HNNOptimizerNet(preprocess=getattr(task, "name", "") != "quadratic")
-        torch.random.set_rng_state(torch_state)
+    if net is None or kind is not None:
+        net = make_net(kind or "hnn", task, seed)
     val_batch = task.sample(validation_problems, torch.Generator().manual_seed(seed + 10_000))
     _check_problems("meta_train", val_batch, "task.sample(n, generator)")
     opt = torch.optim.Adam(net.parameters(), lr=lr)
-    result = MetaTrainResult(net=net, out_mul=out_mul)
+    settings = dict(
+        net=_kind_of(net), task=getattr(task, "name", type(task).__name__),
+        iterations=iterations, problems=problems, steps=steps, unroll=unroll, lr=lr,
+        out_mul=out_mul, normalize=normalize, validate_every=validate_every,
+        validation_problems=validation_problems, seed=seed,
+    )  # fmt: skip
+    result = MetaTrainResult(net=net, out_mul=out_mul, normalize=normalize, settings=settings)
     best: dict[str, Any] | None = None
 
     def window_step(acc: torch.Tensor) -> None:
@@ -276,6 +436,7 @@ def meta_train(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=iterations, desc="meta-train")
+    t0 = time.perf_counter()
     for it in range(iterations):
         run_learned(net, task.sample(problems, gen), steps, out_mul, normalize, unroll, window_step)
         if (it + 1) % validate_every == 0 or it + 1 == iterations:
@@ -290,4 +451,12 @@ def meta_train(
         bar.close()
     if best is not None:
         net.load_state_dict(best)
+    settings["seconds"] = time.perf_counter() - t0
     return result
+
+
+def _kind_of(net: HNNOptimizerNet | LSTMOptimizerNet) -> str:
+    """ "hnn", "hnn_original" or "lstm"."""
+    if isinstance(net, LSTMOptimizerNet):
+        return "lstm"
+    return "hnn" if net.constrained else "hnn_original"
