@@ -75,10 +75,11 @@ class NamedOptimizer:
         ``parametrization`` says otherwise)."""
         return self.rule().to_torch(name or self.cls, parametrization=parametrization)
 
-    def to_optax(self, **hyperparameters: Any) -> Any:
+    def to_optax(self, *args: Any, **hyperparameters: Any) -> Any:
         """The rule as an ``optax.GradientTransformationExtraArgs`` (needs jax and optax):
-        :meth:`odeopt.UpdateRule.to_optax` with the same keywords (``lr`` the step h, …)."""
-        return self.rule().to_optax(**hyperparameters)
+        :meth:`odeopt.UpdateRule.to_optax` with the same arguments (``lr`` the step h first,
+        positional or keyword, then the system's keywords, ``name``, ``parametrization``)."""
+        return self.rule().to_optax(*args, **hyperparameters)
 
     @property
     def recipe(self) -> str:

@@ -229,7 +229,8 @@ _OFF = frozenset(
     {"momentum", "dampening", "weight_decay", "nesterov", "centered", "lr_decay"}
     | {"initial_accumulator_value", "amsgrad"}
 )
-#: the signs torch.optim requires of an argument (lr > 0 here: the state scale divides by h)
+#: the signs torch.optim requires of an argument (lr > 0 unless :func:`zero_lr_function` knows
+#: the optimizer's state recurrence at lr = 0: the state scale divides by h)
 _HYPER_SIGNS = {
     "lr": ("positive",),
     "momentum": ("nonnegative",),
@@ -383,10 +384,17 @@ def parametrization(plan: Plan, name: str) -> Parametrization | None:
                 f"{block}; use parametrization='ode'"
             )
         states[block] = (key, sp.simplify(scale.xreplace(solution)))
-    variable = {
-        k: defaults.get(k, float(e.subs({p.symbol: p.default for p in params}).subs(h, 1e-3)))
-        for k, e in variable_exprs.items()
-    }
+    system_defaults = {p.symbol: p.default for p in params}
+
+    def default(k: str, e: sp.Expr) -> float:
+        """torch's default, but a weight_decay of the system's parameters only (massaroli's
+        2c/a) takes the system's value: torch's 0 could be no value of theirs (c > 0)."""
+        own = e.subs(system_defaults)
+        if k == "weight_decay" and h not in e.free_symbols and not own.free_symbols:
+            return float(own)
+        return defaults.get(k, float(own.subs(h, 1e-3)))
+
+    variable = {k: default(k, e) for k, e in variable_exprs.items()}
     par = Parametrization(
         optimizer=found.name,
         variable=variable,
@@ -397,6 +405,8 @@ def parametrization(plan: Plan, name: str) -> Parametrization | None:
         states=states,
         solved=[kw[p.symbol] for p in chosen],
     )
+    if _ZERO_LR_STATES.get(found.name, frozenset()) >= {key for key, _ in states.values()}:
+        par.signs["lr"] = ("nonnegative",)  # lr = 0: torch's recurrence (zero_lr_function)
     if found.name == "SGD" and fixed.get("dampening") == 0.0:
         if "momentum" in symbols and fixed.get("nesterov") is not True:
             _dampening(par)
@@ -411,8 +421,9 @@ def _dampening(par: Parametrization) -> None:
     """SGD's dampening d on a rule that is SGD(lr, μ) without it: torch's buffer b' = μb +
     (1 − d)g, θ' = θ − lr·b' is that rule in b̃ = b/(1 − d) with lr(1 − d), so the conversion
     takes lr(1 − d) for lr and the state scale divided by (1 − d). torch fills a new buffer
-    with g, not (1 − d)g: a new buffer starts at (d/μ)·g (b' = μ(d/μ)g + (1 − d)g = g). With
-    μ = 0 torch uses no buffer, so no dampening: d counts only when μ ≠ 0."""
+    with d_p = g + weight_decay·θ, not (1 − d)·d_p: a new buffer starts at (d/μ)·d_p (b' =
+    μ(d/μ)d_p + (1 − d)d_p = d_p; :func:`decay_text` gives weight_decay). With μ = 0 torch
+    uses no buffer, so no dampening: d counts only when μ ≠ 0."""
     lr, mu = par.symbols["lr"], par.symbols["momentum"]
     d = sp.Symbol("dampening", real=True)
     on = sp.Ne(mu, 0)
@@ -426,6 +437,79 @@ def _dampening(par: Parametrization) -> None:
     par.symbols["dampening"] = d
     par.variable["dampening"] = 0.0
     par.signs["dampening"] = ("nonnegative",)
+
+
+def decay_text(par: Parametrization, group: str = "G") -> str | None:
+    """torch's weight_decay of a param group (the dict ``group``) as Python source, or None
+    when the rule has none (torch's gradient is then d_p = g, else g + weight_decay·θ)."""
+    if "weight_decay" in par.variable:
+        return f'float({group}["weight_decay"])'
+    value = par.fixed.get("weight_decay", 0.0)
+    return None if value == 0.0 else repr(float(value))
+
+
+#: the torch states whose recurrence at lr = 0 :func:`zero_lr_function` writes, per optimizer
+_ZERO_LR_STATES = {
+    "SGD": frozenset({"momentum_buffer"}),
+    "RMSprop": frozenset({"square_avg", "momentum_buffer", "grad_avg"}),
+    "Adagrad": frozenset({"sum"}),
+}
+
+
+def zero_lr_function(par: Parametrization | None) -> list[str]:
+    """``_lr_zero(G)``: torch's step at lr = 0 on a param group — no update, the state's
+    recurrence as torch.optim runs it (the ODE has no step h = 0 to convert: SGD's state
+    scale is −√lr). With d_p = g + weight_decay·θ: SGD b ← μb + (1 − d)·d_p (b ← d_p at the
+    first step); RMSprop v ← αv + (1 − α)d_p² (centered: a ← αa + (1 − α)d_p), then with
+    momentum b ← μb + d_p/(√(v − a²) + ε); Adagrad s ← s + d_p². [] when the rule keeps no
+    state or the optimizer's recurrence is not known here (lr > 0 is required then)."""
+    if par is None or not par.states:
+        return []
+    keys = {key for key, _ in par.states.values()}
+    if not _ZERO_LR_STATES.get(par.optimizer, frozenset()) >= keys:
+        return []
+
+    def hyper(k: str, default: float | bool = 0.0) -> str:
+        if k in par.variable:
+            return f'float(G["{k}"])' if not isinstance(default, bool) else f'G["{k}"]'
+        return repr(par.fixed.get(k, default))
+
+    wd = decay_text(par)
+    lines = [
+        "def _lr_zero(G):",
+        f'    """torch.optim.{par.optimizer} at lr = 0: no update, its state recurrence."""',
+    ]
+    if wd is not None:
+        lines.append(f"    wd = {wd}")
+    loop = ['    for theta, g, s in zip(G["theta"], G["g"], G["_states"]):']
+    loop.append("        d_p = g.add(theta, alpha=wd)" if wd is not None else "        d_p = g")
+    if par.optimizer == "SGD":
+        lines.append(f"    mu, d = {hyper('momentum')}, {hyper('dampening')}")
+        loop += [
+            '        b = s["momentum_buffer"]',
+            '        if s["step"] == 0:',
+            "            b.copy_(d_p)",
+            "        else:",
+            "            b.mul_(mu).add_(d_p, alpha=1.0 - d)",
+        ]
+    elif par.optimizer == "RMSprop":
+        lines.append(f"    alpha = {hyper('alpha')}")
+        loop += [
+            '        v = s["square_avg"]',
+            "        v.mul_(alpha).addcmul_(d_p, d_p, value=1.0 - alpha)",
+        ]
+        if "momentum_buffer" in keys:
+            avg = "v.sqrt()"
+            if "grad_avg" in keys:
+                loop.append('        a = s["grad_avg"].mul_(alpha).add_(d_p, alpha=1.0 - alpha)')
+                avg = "v.addcmul(a, a, value=-1).sqrt_()"
+            loop += [
+                f"        avg = {avg}.add_({hyper('eps')})",
+                f'        s["momentum_buffer"].mul_({hyper("momentum")}).addcdiv_(d_p, avg)',
+            ]
+    else:  # Adagrad
+        loop.append('        s["sum"].addcmul_(d_p, d_p, value=1.0)')
+    return lines + loop
 
 
 def hint(key: str) -> str:
@@ -451,12 +535,25 @@ def to_ode_function(plan: Plan, par: Parametrization | None) -> list[str]:
         '    and the scale s of each state block b = s·state."""',
         *(f"    {local[k]} = float(V[{k!r}])" for k in par.variable if par.symbols[k] in used),
         *(f"    {s.name} = {printer.doprint(e)}" for s, e in par.aux.items()),
-        "    return {",
     ]
-    for k, e in par.ode.items():
+    return lines + ode_return(printer, par.ode, par.states, par.first)
+
+
+def ode_return(
+    printer: Any,
+    ode: dict[str, sp.Expr],
+    states: dict[str, tuple[str, sp.Expr]],
+    first: dict[str, sp.Expr] | None = None,
+) -> list[str]:
+    """The ``return {...}`` of a ``_to_ode`` function, printed by ``printer`` (the torch
+    renderer's :class:`ScalarPrinter` or the JAX one's): the ODE's values ("lr" the step h,
+    the system's keywords), "_scale_b" per state block b = s·state and "_first_b" per block
+    whose new state starts at c·g."""
+    lines = ["    return {"]
+    for k, e in ode.items():
         lines.append(f"        {k!r}: {repr(float(e)) if e.is_Number else printer.doprint(e)},")
-    for b, (_, s) in par.states.items():
+    for b, (_, s) in states.items():
         lines.append(f"        {'_scale_' + b!r}: {printer.doprint(s)},")
-    for b, c in par.first.items():
+    for b, c in (first or {}).items():
         lines.append(f"        {'_first_' + b!r}: {printer.doprint(c)},")
     return [*lines, "    }"]

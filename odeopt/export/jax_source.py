@@ -22,7 +22,7 @@ put into a factory function returning an ``optax.GradientTransformationExtraArgs
 
 from __future__ import annotations
 
-import ast
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -30,10 +30,11 @@ from typing import TYPE_CHECKING
 
 import sympy as sp
 
-from .features import Parametrization, hint, kinetic_function
+from .features import Parametrization, hint, kinetic_function, ode_return
 from .features import parametrization as parametrization_of
 from .plan import Plan, plan
 from .render import JaxScalarPrinter, jax_step, replaced_blocks, wrap
+from .runtime import definitions, parse_helpers, select_helpers
 from .torch_source import class_name, features
 
 if TYPE_CHECKING:
@@ -58,18 +59,11 @@ def function_name(rule: UpdateRule, parametrization: str = "ode") -> str:
     return name if name.isidentifier() else f"rule_{name}"
 
 
-#: the runtime helpers of a generated file: each top-level definition is copied into a file
-#: whose code names it (and what it names in turn)
+#: the runtime helpers of a generated file that differ from the torch ones (traced values,
+#: jnp.where instead of early returns, other messages): each top-level definition is copied
+#: into a file whose code names it (and what it names in turn); the pure-Python ones shared
+#: with torch (``_SIGNS``) come from :mod:`.runtime`, see :func:`_definitions`
 _RUNTIME = '''
-_SIGNS = {
-    "positive": lambda v: v > 0,
-    "nonnegative": lambda v: v >= 0,
-    "negative": lambda v: v < 0,
-    "nonpositive": lambda v: v <= 0,
-    "nonzero": lambda v: v != 0,
-}
-
-
 def _check_number(name, value, signs, label=None):
     """A hyper-parameter: a real finite number with the given signs; TypeError or
     ValueError naming it, and its value."""
@@ -91,7 +85,9 @@ def _check_number(name, value, signs, label=None):
 
 def _check_fixed(name, value, want, rule, hint):
     """A hyper-parameter the rule has at one value only (None counts as 0.0, as optax.sgd's
-    momentum=None): ValueError naming it otherwise."""
+    momentum=None): ValueError naming it otherwise; a traced value is not checked."""
+    if _traced(value):
+        return
     if isinstance(want, bool):
         same = value is want
     else:
@@ -205,35 +201,22 @@ def _after_update(glob, V, live):
 '''
 
 
+#: the helpers of :mod:`.runtime` (the torch side's) that the JAX files share: pure Python
+_SHARED = ("_SIGNS",)
+
+
+@functools.cache
 def _definitions() -> dict[str, tuple[str, frozenset[str]]]:
-    """Each helper of :data:`_RUNTIME`: its source and the other helpers it names."""
-    nodes: dict[str, ast.stmt] = {}
-    for node in ast.parse(_RUNTIME).body:
-        if isinstance(node, ast.FunctionDef):
-            nodes[node.name] = node
-        elif isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
-            nodes[node.targets[0].id] = node
-    out = {}
-    for name, node in nodes.items():
-        used = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)} - {name}
-        source = ast.get_source_segment(_RUNTIME, node)
-        assert source is not None
-        out[name] = (source, frozenset(used & set(nodes)))
-    return out
+    """Each helper of a JAX file: those of :data:`_SHARED` from :mod:`.runtime`, then those of
+    :data:`_RUNTIME` (with their docstrings); its source and the other helpers it names."""
+    shared = definitions()
+    own = parse_helpers(_RUNTIME, docstrings=True, others=frozenset(_SHARED))
+    return {**{k: shared[k] for k in _SHARED}, **own}
 
 
 def _helpers(code: str) -> list[str]:
     """The source of the helpers ``code`` names, and of those they name, in order."""
-    defs = _definitions()
-    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", code))
-    wanted = {n for n in defs if n in words}
-    todo = list(wanted)
-    while todo:
-        for dep in defs[todo.pop()][1]:
-            if dep not in wanted:
-                wanted.add(dep)
-                todo.append(dep)
-    return [defs[n][0] for n in defs if n in wanted]
+    return select_helpers(code, _definitions())
 
 
 def _used(name: str, text: str) -> bool:
@@ -314,7 +297,6 @@ def optax_sgd(p: Plan, name: str) -> OptaxSGD:
             f"parametrization={name!r}: the rule has weight_decay={fixed['weight_decay']!r} "
             "only, which optax.sgd cannot take; use parametrization='ode'"
         )
-    fixed.pop("weight_decay", None)
     variable = [k for k in par.keys if k in par.variable and k != "dampening"]
     states = {b: (_OPTAX_STATE.get(key, key), zero(s)) for b, (key, s) in par.states.items()}
     if states and "momentum" not in variable:
@@ -341,13 +323,8 @@ def _to_ode_function(sgd: OptaxSGD) -> list[str]:
         f"def _to_ode({', '.join(sgd.variable)}):",
         '    """optax.sgd\'s hyper-parameters as the ODE\'s ("lr": the step h, from the',
         '    learning rate lr), and the scale s of each state block b = s·state."""',
-        "    return {",
     ]
-    for k, e in sgd.ode.items():
-        lines.append(f"        {k!r}: {repr(float(e)) if e.is_Number else printer.doprint(e)},")
-    for b, (_, s) in sgd.states.items():
-        lines.append(f"        {'_scale_' + b!r}: {printer.doprint(s)},")
-    return [*lines, "    }"]
+    return lines + ode_return(printer, sgd.ode, sgd.states)
 
 
 def _sgd_factory(p: Plan, sgd: OptaxSGD, fname: str, needs: list[str]) -> list[str]:
@@ -356,7 +333,9 @@ def _sgd_factory(p: Plan, sgd: OptaxSGD, fname: str, needs: list[str]) -> list[s
     signature = []
     for k in sgd.keys:
         default = sgd.fixed[k] if k in sgd.fixed and k != "momentum" else None
-        signature.append(f", {k}={0.0 if k == 'weight_decay' else default!r}")
+        if k == "weight_decay":  # the rule's own (massaroli's 2c/a), or 0.0 as torch's
+            default = float(sgd.par.variable.get(k, 0.0))
+        signature.append(f", {k}={default!r}")
     shown = ", ".join(f"{'h' if k == 'lr' else k} = {e}" for k, e in sgd.ode.items())
     states = ", ".join(f"{b} = ({e})·{key}" for b, (key, e) in sgd.states.items())
     hyper = ["learning_rate (a number, or an optax schedule of the update count)"]
@@ -616,6 +595,11 @@ def to_source(rule: UpdateRule, name: str | None = None, parametrization: str = 
     # what update reads: the parameters, F, the group values (only those its code names)
     needs_theta = step.reads_theta or not step.delta
     head = ["treedef = jax.tree_util.tree_structure(updates)"]
+    if p.reduces or on["levelset"]:  # its global |x|² of no arrays would divide by 0
+        head += [
+            "if treedef.num_leaves == 0:  # no parameters: no step (as torch's without any)",
+            "    return updates, state",
+        ]
     for missing, why, call in (
         ("params", ["the rule reads θ"], "params"),
         ("value", ["the loss at params: the rule uses the loss value"], "params, value=loss"),

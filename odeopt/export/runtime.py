@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["definitions", "source_of"]
+__all__ = ["definitions", "parse_helpers", "select_helpers", "source_of"]
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _SIGNS = {
@@ -82,10 +82,11 @@ def _check_hyper(group, where, rules, fixed, rule):
 
 def _converted(group, where, to_ode, keys):
     """The ODE's values of a param group given by a torch optimizer's hyper-parameters
-    (``to_ode``), and ``where`` naming those values; ValueError when they have none."""
+    (``to_ode``), and ``where`` naming those values; ValueError when they have none. At
+    lr = 0 (a step without update, which the ODE's h cannot express) those at lr = 1."""
     shown = ", ".join(f"{k}={group.get(k)!r}" for k in keys)
     try:
-        ode = to_ode(group)
+        ode = to_ode(group if _real(group.get("lr")) != 0 else {**group, "lr": 1.0})
     except (ArithmeticError, ValueError) as exc:
         raise ValueError(
             f"{shown}{where} have no ODE counterpart ({exc}): the rule needs a step h > 0"
@@ -430,11 +431,14 @@ def _after_update(glob, V):
         glob["since_best"] = glob.get("since_best", 0) + 1
 
 
-@cache
-def definitions() -> dict[str, tuple[str, frozenset[str]]]:
-    """Each helper of this module (a top-level name starting with one "_"): its source and
-    the other helpers it names."""
-    text = Path(__file__).read_text(encoding="utf-8")
+def parse_helpers(
+    text: str, docstrings: bool = False, others: frozenset[str] = frozenset()
+) -> dict[str, tuple[str, frozenset[str]]]:
+    """Each helper of the module source ``text`` (a top-level function, class or assignment
+    whose name starts with one "_"): its source and the other helpers it names (of ``text``
+    or of ``others``, helpers defined elsewhere). Docstrings of helpers with a body are
+    dropped unless ``docstrings`` (documented where they are defined, not in each generated
+    file). The JAX renderer parses its helpers with it too."""
     nodes: dict[str, ast.stmt] = {}
     for node in ast.parse(text).body:
         if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
@@ -449,19 +453,22 @@ def definitions() -> dict[str, tuple[str, frozenset[str]]]:
         assert source is not None and not getattr(node, "decorator_list", None), name
         body = getattr(node, "body", [])
         doc = body[0] if body and isinstance(body[0], ast.Expr) else None
-        if doc is not None and isinstance(doc.value, ast.Constant) and len(body) > 1:
-            # documented here, not in each generated file: drop the docstring's lines
+        if (
+            not docstrings
+            and doc is not None
+            and isinstance(doc.value, ast.Constant)
+            and len(body) > 1
+        ):
             lines = source.split("\n")
             first, last = doc.lineno - node.lineno, doc.end_lineno - node.lineno  # type: ignore[operator]
             source = "\n".join(lines[:first] + lines[last + 1 :])
-        out[name] = (source, frozenset(used & set(helpers)))
+        out[name] = (source, frozenset(used & (set(helpers) | others)))
     return out
 
 
-def source_of(code: str) -> list[str]:
-    """The source of the helpers ``code`` names, and of those they name, in this module's
-    order (each a top-level definition; join them with two blank lines)."""
-    defs = definitions()
+def select_helpers(code: str, defs: dict[str, tuple[str, frozenset[str]]]) -> list[str]:
+    """The source of the helpers of ``defs`` (:func:`parse_helpers`) that ``code`` names, and
+    of those they name, in the order of ``defs`` (join them with two blank lines)."""
     words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", code))
     wanted = {n for n in defs if n in words}
     todo = list(wanted)
@@ -471,3 +478,16 @@ def source_of(code: str) -> list[str]:
                 wanted.add(dep)
                 todo.append(dep)
     return [defs[n][0] for n in defs if n in wanted]
+
+
+@cache
+def definitions() -> dict[str, tuple[str, frozenset[str]]]:
+    """Each helper of this module: its source (without docstring) and the other helpers it
+    names."""
+    return parse_helpers(Path(__file__).read_text(encoding="utf-8"))
+
+
+def source_of(code: str) -> list[str]:
+    """The source of the helpers ``code`` names, and of those they name, in this module's
+    order (each a top-level definition; join them with two blank lines)."""
+    return select_helpers(code, definitions())

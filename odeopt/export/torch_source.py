@@ -20,12 +20,14 @@ from typing import TYPE_CHECKING
 
 from .features import (
     Parametrization,
+    decay_text,
     domain_function,
     hint,
     kinetic_function,
     start_function,
     switch_function,
     to_ode_function,
+    zero_lr_function,
 )
 from .features import parametrization as parametrization_of
 from .plan import Plan, plan
@@ -77,6 +79,7 @@ def features(p: Plan, par: Parametrization | None = None) -> dict[str, bool]:
         "param": par is not None,
         "pstate": par is not None and bool(par.states),
         "first": par is not None and bool(par.first),
+        "zero": bool(zero_lr_function(par)),
     }
 
 
@@ -103,13 +106,25 @@ def _conversion(p: Plan, par: Parametrization | None) -> str:
             lines.append(
                 "    damp = dampening, or 0 when momentum = 0 (torch uses no buffer then); a new"
             )
-            lines.append("    buffer starts at (dampening/momentum)·g, as torch's is g.")
+            if decay_text(par) is None:
+                lines.append("    buffer starts at (dampening/momentum)·g, as torch's is g.")
+            else:
+                lines.append("    buffer starts at (dampening/momentum)·(g + weight_decay·θ), as")
+                lines.append("    torch's is g + weight_decay·θ.")
         else:
             lines.append(f"    {s} = {e}.")
     fixed = ", ".join(f"{k}={v!r}" for k, v in par.fixed.items())
     if fixed:
         lines.append(f"    Fixed by the rule (other values are refused): {fixed}.")
+    if par.signs.get("lr") == ("nonnegative",):
+        lines.append(f"    lr = 0 makes no update; the state runs {par.optimizer}'s recurrence.")
     return "\n".join(lines)
+
+
+def _decayed(par: Parametrization) -> str:
+    """``.add_(θ, alpha=weight_decay)`` when the rule has weight decay (torch's d_p), else ""."""
+    wd = decay_text(par)
+    return "" if wd is None else f'.add_(G["theta"][k], alpha={wd})'
 
 
 def _keep(line: str, on: dict[str, bool]) -> str | None:
@@ -202,7 +217,8 @@ def to_source(rule: UpdateRule, name: str | None = None, parametrization: str = 
         "FIRST": "\n".join(
             f'            for k, s in enumerate(G["_states"]):\n'
             f'                if s["step"] == 0 and G["_first_{b}"] != 0:\n'
-            f'                    G["{b}"][k].copy_(G["g"][k]).mul_(G["_first_{b}"])'
+            f'                    G["{b}"][k].copy_(G["g"][k]){_decayed(par)}'
+            f'.mul_(G["_first_{b}"])'
             for b in (par.first if par is not None else ())
         ),
         "FROM_BLOCKS": "\n".join(
@@ -213,7 +229,7 @@ def to_source(rule: UpdateRule, name: str | None = None, parametrization: str = 
     lines = [kept for line in _CLASS.splitlines() if (kept := _keep(line, on)) is not None]
     cls_text = re.sub(r"<<(\w+)>>", lambda m: fills[m.group(1)], "\n".join(lines))
     functions = [kinetic_function(p), switch_function(p), domain_function(p), start_function(p)]
-    functions.append(to_ode_function(p, par))
+    functions += [to_ode_function(p, par), zero_lr_function(par)]
     functions += [foreach, single]
     code = "\n\n\n".join("\n".join(f) for f in functions if f) + "\n\n\n" + cls_text
     constants = [
@@ -352,7 +368,9 @@ _CLASS = '''class <<CLS>>(Optimizer):
                 states.append(state)
             if theta:
                 G = {k: v for k, v in group.items() if k != "params"}
-@param                G.update(_to_ode(G))  # the ODE's h (as "lr"), parameters, state scales
+@param                G["_zero"] = _real(G["lr"]) == 0  # lr = 0: no update (see step)
+@param                if not G["_zero"]:
+@param                    G.update(_to_ode(G))  # the ODE's h (as "lr"), parameters, state scales
                 G.update(_group=gi, _states=states, theta=theta,
                          g=torch._foreach_neg(grads) if G["maximize"] else grads)
 <<LISTS>>
@@ -410,6 +428,14 @@ _CLASS = '''class <<CLS>>(Optimizer):
 @uniform            moms = [m for G in groups for m in G[<<MOMENTUM>>]]
 @uniform            _bounce_uniform(moms, glob, self.seed, self.process_group)
 @uniform            return loss  # a bounce makes no update
+@param        for G in groups:
+@param            if G["_zero"]:  # lr = 0: no update, the state runs torch's recurrence
+@zero                _lr_zero(G)
+@param                for s in G["_states"]:
+@param                    s["step"] += 1
+@param        groups = [G for G in groups if not G["_zero"]]
+@param        if not groups:
+@param            return loss
 @first        for G in groups:  # a new buffer starts as torch's first step needs
 @first<<FIRST>>
 @pstate        for G in groups:  # the ODE's blocks from the optimizer's state (b = s·state)

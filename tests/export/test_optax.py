@@ -335,3 +335,30 @@ def test_the_learned_optimizer_exports_to_optax() -> None:
     assert np.abs(np.asarray(params["W"]) - W.detach().numpy()).max() <= 1e-12
     assert np.abs(np.asarray(params["b"]) - b.detach().numpy()).max() <= 1e-12
     assert (W.detach() - W0).abs().max() > 0.1
+
+
+def test_an_empty_parameter_pytree_is_no_step_also_for_global_reductions() -> None:
+    """BBI reduces |p|² over the whole pytree: on an empty pytree the update is empty and the
+    state unchanged (as torch's step without parameters), not a ZeroDivisionError; jit too."""
+    tx = oo.discretize(zoo.bbi(), "symplectic_euler").to_optax(lr=0.1)
+    state = tx.init({})
+    for update in (tx.update, jax.jit(tx.update)):
+        updates, new = update({}, state, {}, value=jnp.asarray(1.0))
+        assert updates == {}
+        assert int(new.count) == 0
+
+
+def test_named_optimizers_take_positional_arguments_like_the_rule() -> None:
+    """NamedOptimizer.to_optax(0.1) is rule.to_optax(0.1): lr (the step h) first."""
+    from odeopt import optimizers
+
+    params, grads = {"w": jnp.array([1.0, -2.0])}, {"w": jnp.array([0.5, 0.5])}
+    entry = optimizers.get("nag")
+    a, _ = entry.to_optax(0.1).update(grads, entry.to_optax(0.1).init(params), params)
+    b, _ = (
+        entry.rule()
+        .to_optax(lr=0.1)
+        .update(grads, entry.rule().to_optax(lr=0.1).init(params), params)
+    )
+    np.testing.assert_array_equal(np.asarray(a["w"]), np.asarray(b["w"]))
+    assert float(jnp.abs(a["w"]).max()) > 0

@@ -264,3 +264,39 @@ def test_the_ode_output_is_unchanged_and_the_sgd_file_is_clean(tmp_path: Path) -
     cmd = [ruff, "check", "--isolated", "--select", "F,E,W", "--line-length", "100"]
     proc = subprocess.run([*cmd, str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_weight_decay_zero_is_accepted_by_a_rule_without_weight_decay() -> None:
+    """As torch.optim.SGD(weight_decay=0.0): heavy ball's factory takes weight_decay=0.0 (and
+    None), and refuses another value naming it and saying how to get one."""
+    rule = oo.discretize(zoo.heavy_ball(), "symplectic_euler")
+    sched = SCHEDULES["piecewise"]
+    plain = _run(rule.to_optax(sched(), momentum=0.9, parametrization="sgd"), 30)[0]
+    zero = _run(rule.to_optax(sched(), momentum=0.9, weight_decay=0.0, parametrization="sgd"), 30)
+    assert np.array_equal(plain, zero[0])
+    with pytest.raises(
+        ValueError,
+        match=r"weight_decay must be 0\.0, got weight_decay=0\.1: .*sgd with weight_decay=0\.0 "
+        r"\(add a weight-decay term",
+    ):
+        rule.to_optax(0.1, momentum=0.9, weight_decay=0.1, parametrization="sgd")
+
+
+def test_massaroli_defaults_weight_decay_to_its_own_c() -> None:
+    """massaroli's weight_decay is 2c/a: its default is the system's (c = 0.01, a = 1: 0.02),
+    not torch's 0 (c = 0 is no massaroli), in the optax factory and the torch optimizer."""
+    import inspect
+
+    import torch
+
+    rule = oo.discretize(zoo.massaroli(), "symplectic_euler")
+    tx = rule.to_optax(0.1, momentum=0.9, parametrization="sgd")
+    ref = optax.chain(optax.add_decayed_weights(0.02), optax.sgd(0.1, momentum=0.9))
+    assert np.abs(_run(tx, 30)[0] - _run(ref, 30)[0]).max() <= 1e-12
+    Opt = rule.to_torch(parametrization="sgd")
+    assert inspect.signature(Opt).parameters["weight_decay"].default == 0.02
+    w = torch.nn.Parameter(torch.ones(2, dtype=torch.float64))
+    opt = Opt([w], lr=0.1, momentum=0.9)
+    w.grad = torch.ones(2, dtype=torch.float64)
+    opt.step()
+    assert torch.allclose(w.detach(), torch.full((2,), 1 - 0.1 * 1.02, dtype=torch.float64))

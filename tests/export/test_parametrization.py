@@ -64,7 +64,9 @@ def test_sgd_parametrization_equals_torch_sgd_under_step_lr(scheme, nesterov, fo
     100 steps, and its state is SGD's momentum buffer."""
     Opt = oo.discretize(zoo.heavy_ball(), scheme).to_torch(parametrization="sgd")
     assert Opt.__name__.endswith("SGD")
-    ours, opt, sched = _run(lambda ps: Opt(ps, lr=0.1, momentum=0.9, nesterov=nesterov))
+    ours, opt, sched = _run(
+        lambda ps: Opt(ps, lr=0.1, momentum=0.9, nesterov=nesterov, foreach=foreach)
+    )
     ref, sgd, _ = _run(
         lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=nesterov, foreach=foreach)
     )
@@ -210,8 +212,8 @@ def test_hyper_parameters_are_checked_with_their_names() -> None:
         ValueError, match=r"friction \(from lr=0.1, momentum=1.5, dampening=0.0\) must"
     ):
         Opt([w], lr=0.1, momentum=1.5)
-    with pytest.raises(ValueError, match="lr must be positive, got 0.0"):
-        Opt([w], lr=0.0)
+    with pytest.raises(ValueError, match="lr must be nonnegative, got -0.1"):
+        Opt([w], lr=-0.1)  # lr = 0 is a step without update, as torch.optim.SGD's
     opt = Opt([w], lr=0.1, momentum=0.9)
     w.grad = torch.ones(2, dtype=DT)
     opt.step()
@@ -242,3 +244,83 @@ def test_sgd_files_are_ruff_clean(tmp_path: Path) -> None:
     cmd = [ruff, "check", "--isolated", "--select", "F,E,W", "--line-length", "100"]
     proc = subprocess.run([*cmd, str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _cosine(opt):
+    """CosineAnnealingLR(T_max=20, eta_min=0): lr is exactly 0 at step 20, then rises."""
+    return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=20, eta_min=0.0)
+
+
+def test_lr_zero_is_a_step_that_changes_nothing_as_in_torch_sgd() -> None:
+    """lr reaches 0 under CosineAnnealingLR(T_max=20, eta_min=0): torch.optim.SGD makes no
+    update there but runs its buffer recurrence; the export does the same (40 steps, 1e-12),
+    and Opt(lr=0.0) is accepted (a step that changes no parameter)."""
+    Opt = oo.discretize(zoo.heavy_ball(), "symplectic_euler").to_torch(parametrization="sgd")
+
+    def run(make):
+        _, _, params = _problem()
+        opt = make(params)
+        return _run(None, steps=40, params=params, opt=opt, sched=_cosine(opt))
+
+    ours, opt, _ = run(lambda ps: Opt(ps, lr=0.1, momentum=0.9))
+    ref, sgd, _ = run(lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9))
+    assert (ours - ref).abs().max().item() <= 1e-12
+    for p, q in zip(opt.param_groups[0]["params"], sgd.param_groups[0]["params"], strict=True):
+        diff = opt.state[p]["momentum_buffer"] - sgd.state[q]["momentum_buffer"]
+        assert diff.abs().max().item() <= 1e-12
+    start = torch.cat([p.detach().flatten() for p in _problem()[2]])
+    still, opt, _ = _run(lambda ps: Opt(ps, lr=0.0, momentum=0.9), steps=3, scheduler=False)
+    assert torch.equal(still, start)
+    ref0, sgd0, _ = _run(lambda ps: torch.optim.SGD(ps, lr=0.0, momentum=0.9), 3, False)
+    for p, q in zip(opt.param_groups[0]["params"], sgd0.param_groups[0]["params"], strict=True):
+        diff = opt.state[p]["momentum_buffer"] - sgd0.state[q]["momentum_buffer"]
+        assert diff.abs().max().item() <= 1e-12
+
+    def groups(ps):  # one group frozen at lr = 0 for 10 steps, then released
+        return [{"params": ps[:1], "lr": 0.0}, {"params": ps[1:]}]
+
+    def released(make):
+        _, _, params = _problem()
+        opt = make(groups(params))
+        a, _, _ = _run(None, steps=10, params=params, opt=opt, scheduler=False)
+        opt.param_groups[0]["lr"] = 0.05
+        return a, _run(None, steps=10, params=params, opt=opt, scheduler=False)[0]
+
+    mixed = released(lambda gs: Opt(gs, lr=0.1, momentum=0.9, dampening=0.2))
+    ref_mixed = released(lambda gs: torch.optim.SGD(gs, lr=0.1, momentum=0.9, dampening=0.2))
+    for a, b in zip(mixed, ref_mixed, strict=True):
+        assert (a - b).abs().max().item() <= 1e-12
+    assert torch.equal(mixed[0][:18], start[:18])  # the frozen group stayed
+
+
+def test_rmsprop_parametrization_follows_a_scheduler_through_lr_zero() -> None:
+    """rmsprop + symplectic Euler with RMSprop's hyper-parameters under CosineAnnealingLR
+    (lr = 0 at step 20): torch.optim.RMSprop to 1e-12 over 40 steps, square_avg too."""
+    Opt = oo.discretize(zoo.get("rmsprop"), "symplectic_euler").to_torch(parametrization="rmsprop")
+
+    def run(make):
+        _, _, params = _problem()
+        opt = make(params)
+        return _run(None, steps=40, params=params, opt=opt, sched=_cosine(opt))
+
+    # eps = 1e-3: with eps = 1e-8 the steps g/√v are sign-like where g ≈ 0 and amplify the
+    # roundoff of h·decay ≠ 1 − α (measured 3e-12 after 40 steps, 1e-17 up to step 30)
+    ours, opt, _ = run(lambda ps: Opt(ps, lr=0.01, alpha=0.9, eps=1e-3))
+    ref, rms, _ = run(lambda ps: torch.optim.RMSprop(ps, lr=0.01, alpha=0.9, eps=1e-3))
+    assert (ours - ref).abs().max().item() <= 1e-12
+    assert (ours - torch.cat([p.detach().flatten() for p in _problem()[2]])).abs().max() > 1e-3
+    for p, q in zip(opt.param_groups[0]["params"], rms.param_groups[0]["params"], strict=True):
+        diff = opt.state[p]["square_avg"] - rms.state[q]["square_avg"]
+        assert diff.abs().max().item() <= 1e-12
+
+
+@pytest.mark.parametrize("system", ["weight_decay", "massaroli"])
+def test_dampening_with_weight_decay_is_torch_sgds(system) -> None:
+    """torch's first buffer is g + weight_decay·θ (no dampening), then b' = μb + (1 − d)·(g +
+    weight_decay·θ): with dampening 0.3 and weight_decay 0.05 under StepLR, 50 steps, 1e-12."""
+    sys_ = zoo.weight_decay(zoo.heavy_ball(), 0.01) if system == "weight_decay" else zoo.get(system)
+    Opt = oo.discretize(sys_, "symplectic_euler").to_torch(parametrization="sgd")
+    kw = dict(lr=0.1, momentum=0.9, dampening=0.3, weight_decay=0.05)
+    ours, _, _ = _run(lambda ps: Opt(ps, **kw), steps=50)
+    ref, _, _ = _run(lambda ps: torch.optim.SGD(ps, **kw), steps=50)
+    assert (ours - ref).abs().max().item() <= 1e-12
