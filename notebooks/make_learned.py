@@ -4,6 +4,29 @@ from pathlib import Path
 
 import nbformat as nbf
 
+# The transfer rows as benchmarks/learned_table.py measured them (a stored result: meta-training
+# the three nets on digits and evaluating the LSTM on 1000 MLPs takes far longer than a notebook
+# test may). Per method: (mean, CI low, CI high) of F at step 100 on the sigmoid and on the ReLU
+# MLP, over 5 test seeds of 20 MLPs each; the nets meta-trained 200 iterations (the reference's
+# MNIST budget is 1000), seed 0 (from its learned_table_transfer.json).
+TRANSFER = {
+    "budget": (
+        "stored result of benchmarks/learned_table.py --part transfer --transfer-iterations "
+        "200 --transfer-problems 20: meta-training seed 0, 200 iterations (the reference's "
+        "MNIST budget is 1000), model selection every 20 on 20 MLPs; F at step 100 over 5 "
+        "test seeds x 20 MLPs; 490 s wall on a shared 2-core CPU"
+    ),
+    "rows": {
+        "hnn": ((0.1138, 0.1063, 0.1214), (0.4207, 0.2829, 0.5586)),
+        "hnn_original": ((0.0936, 0.0829, 0.1042), (0.2796, 0.2053, 0.354)),
+        "lstm": ((0.0471, 0.0348, 0.0594), (0.0872, 0.0613, 0.1132)),
+        "sgd": ((0.0447, 0.0427, 0.0468), (0.0361, 0.0305, 0.0418)),
+        "nag": ((0.041, 0.0381, 0.044), (0.0259, 0.0219, 0.03)),
+        "adam": ((0.1073, 0.0971, 0.1174), (0.047, 0.0404, 0.0537)),
+        "rmsprop": ((0.2185, 0.2054, 0.2315), (0.2741, 0.2535, 0.2948)),
+    },
+}
+
 cells = [
     nbf.v4.new_markdown_cell(
         "# A learned port-Hamiltonian optimizer\n\n"
@@ -13,21 +36,28 @@ cells = [
         "q̇ = M⁻¹p − D_q,  ṗ = −V(q) − D_p + G(q),  [D_q; D_p] = D·[V(q); M⁻¹p],\n\n"
         "and the step is θ ← θ + out_mul·B[q̇; q]. V, G are 1→1→1 ReLU nets, M⁻¹ = LᵀL and — "
         "odeopt's change to the original — D = KKᵀ acts on ∇H, which makes the cell a "
-        "port-Hamiltonian system with a provable balance."
+        "port-Hamiltonian system with a provable balance. `HNNOptimizerNet(constrained=False)` "
+        "is the authors' cell (D unconstrained, on [V(q); p]); `LSTMOptimizerNet` is the "
+        "learning-to-learn baseline (Andrychowicz et al. 2016) the paper compares with."
     ),
     nbf.v4.new_code_cell(
-        "# Sizes of the two meta-trainings (papermill-style parameters: the test suite runs\n"
-        "# this notebook with smaller ones, see tests/test_notebooks.py)\n"
-        "QUADRATIC_ITERATIONS, QUADRATIC_PROBLEMS = 100, 16\n"
-        "DIGITS_ITERATIONS, DIGITS_PROBLEMS, DIGITS_VALIDATE_EVERY = 12, 8, 4",
+        "# Sizes (papermill-style parameters: the test suite runs this notebook with smaller\n"
+        "# ones, see tests/test_notebooks.py). Table A1 runs the reference's protocol in full\n"
+        "# (100 problems x 5 test seeds take seconds); SPREAD_SEEDS independent 100-problem draws\n"
+        "# measure the reference's unpaired noise; the digits run is a short meta-training.\n"
+        "TEST_SEEDS, PROBLEMS = 5, 100\n"
+        "SPREAD_SEEDS = 40\n"
+        "DIGITS_ITERATIONS, DIGITS_PROBLEMS, DIGITS_VALIDATE_EVERY = 12, 8, 4\n"
+        "DIGITS_TEST_PROBLEMS, DIGITS_TEST_SEEDS = 20, 3",
         metadata={"tags": ["parameters"]},
     ),
     nbf.v4.new_code_cell(
+        "import copy\n"
         "import time\n"
         "import matplotlib.pyplot as plt\n"
         "import numpy as np\n"
         "import torch\n"
-        "from odeopt import learned\n\n"
+        "from odeopt import learned, plot\n\n"
         "torch.set_num_threads(1)\n"
         "torch.manual_seed(0)\n"
         "net = learned.HNNOptimizerNet()\n"
@@ -37,61 +67,187 @@ cells = [
         "print(cell.energy_balance())"
     ),
     nbf.v4.new_markdown_cell(
-        "**Meta-training on the learning-to-learn quadratics** F(θ) = |Wθ − y|² (10-D, "
-        "Gaussian W and y, θ₀ = 0): Adam on Σ_t F(θ_t) over windows of 15 steps, 100 steps "
-        "per problem, out_mul = 0.001 (the reference's best). Then the loss at step 100, "
-        "mean over 100 fresh problems, next to torch's optimizers at the reference's "
-        "learning rates and the reference's numbers."
+        "## Table A1: the quadratic task on the reference's protocol\n\n"
+        "F(θ) = |Wθ − y|², W ∈ ℝ^{10×10} and y Gaussian, θ₀ = 0. The three shipped "
+        "checkpoints (`learned.pretrained`) were meta-trained with the reference's full "
+        "budget (`meta_train`'s defaults: 2000 iterations of one optimizee, 100 steps, "
+        "unroll 15 (HNN) / 20 (LSTM), model selection every 20 iterations on 50 problems; "
+        "`benchmarks/learned_table.py` repeats it). `learned.evaluate` reports F at step 100 "
+        "(the reference's counting, F(θ₉₉)), the mean over 100 fresh problems per test seed, "
+        "and a Student-t 95 % interval over the test seeds; the baselines run with the "
+        "reference's settings (SGD and NAG: lr 0.01, momentum 0.9, NAG with "
+        "`nesterov=True`; Adam 0.1; RMSprop 0.03)."
     ),
     nbf.v4.new_code_cell(
         "task = learned.QuadraticTask()\n"
-        "t0 = time.perf_counter()\n"
-        "result = learned.meta_train(task, iterations=QUADRATIC_ITERATIONS,\n"
-        "                            problems=QUADRATIC_PROBLEMS, out_mul=1e-3)\n"
-        "print(f'meta-training {time.perf_counter() - t0:.1f} s')\n"
-        "print('validation', np.round(result.validation, 3))\n"
-        "test = task.sample(100, torch.Generator().manual_seed(123))\n"
-        "curves = {'HNN (odeopt)': learned.run_learned(result.net, test, out_mul=1e-3)}\n"
-        "baselines = {\n"
-        "    'Adam (0.1)': lambda ps: torch.optim.Adam(ps, lr=0.1),\n"
-        "    'RMSprop (0.03)': lambda ps: torch.optim.RMSprop(ps, lr=0.03),\n"
-        "    'SGD (0.01, m 0.9)': lambda ps: torch.optim.SGD(ps, lr=0.01, momentum=0.9),\n"
-        "    'NAG (0.01, m 0.9)': lambda ps: torch.optim.SGD(ps, lr=0.01, momentum=0.9,\n"
-        "                                                   nesterov=True),\n"
+        "rows = {\n"
+        "    'HNN, pH cell (odeopt)': 'hnn_quadratic',\n"
+        "    'HNN, original cell': 'hnn_quadratic_original',\n"
+        "    'LSTM (L2L)': 'lstm_quadratic',\n"
+        "    'SGD (0.01, m 0.9)': 'sgd', 'NAG (0.01, m 0.9)': 'nag',\n"
+        "    'Adam (0.1)': 'adam', 'RMSprop (0.03)': 'rmsprop',\n"
         "}\n"
-        "curves.update({k: learned.run_torch(f, test) for k, f in baselines.items()})\n"
-        "reference = {'HNN (odeopt)': 0.23, 'Adam (0.1)': 0.41, 'RMSprop (0.03)': 0.76,\n"
-        "             'SGD (0.01, m 0.9)': 0.33, 'NAG (0.01, m 0.9)': 0.45}\n"
-        "print(f\"{'method':20s} {'F at step 100':>14s} {'reference':>10s}\")\n"
-        "for k, c in curves.items():\n"
-        "    print(f'{k:20s} {c[-1].mean():14.3f} {reference[k]:10.2f}')\n"
-        "assert np.isfinite(curves['HNN (odeopt)']).all()\n"
-        "assert curves['HNN (odeopt)'][-1].mean() < curves['SGD (0.01, m 0.9)'][-1].mean()\n"
+        "reference = {'HNN, pH cell (odeopt)': None, 'HNN, original cell': 0.23,\n"
+        "             'LSTM (L2L)': 0.25, 'SGD (0.01, m 0.9)': 0.33, 'NAG (0.01, m 0.9)': 0.45,\n"
+        "             'Adam (0.1)': 0.41, 'RMSprop (0.03)': 0.76}\n"
+        "t0 = time.perf_counter()\n"
+        "table = {k: learned.evaluate(v, task, problems=PROBLEMS, seeds=range(TEST_SEEDS))\n"
+        "         for k, v in rows.items()}\n"
+        "print(f'evaluated in {time.perf_counter() - t0:.1f} s '\n"
+        "      f'({PROBLEMS} problems x {TEST_SEEDS} test seeds per row)')\n"
+        "print(f\"{'method':24s} {'F at step 100':>13s}  {'95 % CI':^16s} {'reference':>9s}\")\n"
+        "for k, r in table.items():\n"
+        "    ref = '—' if reference[k] is None else f'{reference[k]:.2f}'\n"
+        "    lo, hi = r['ci']\n"
+        "    print(f\"{k:24s} {r['mean']:13.3f}  [{lo:.3f}, {hi:.3f}] {ref:>9s}\")\n"
+        "m = {k: r['mean'] for k, r in table.items()}\n"
+        "assert m['LSTM (L2L)'] < m['HNN, pH cell (odeopt)'] < m['SGD (0.01, m 0.9)']\n"
+        "assert table['LSTM (L2L)']['ci'][1] < table['HNN, pH cell (odeopt)']['ci'][0]\n"
+        "assert m['HNN, pH cell (odeopt)'] < m['HNN, original cell']  # these checkpoints\n"
+        "assert m['RMSprop (0.03)'] == max(m.values())\n"
         "fig, ax = plt.subplots(figsize=(6, 3.5))\n"
-        "for k, c in curves.items():\n"
-        "    ax.semilogy(c.mean(axis=1), label=k)\n"
-        "ax.set_xlabel('step'); ax.set_ylabel('mean F over 100 problems'); ax.legend()\n"
+        "for k, r in table.items():\n"
+        "    ax.semilogy(r['curve'], label=k)\n"
+        "ax.set_xlabel('step'); ax.set_ylabel('mean F')\n"
+        "ax.set_title('quadratic task, mean over problems and test seeds'); ax.legend(fontsize=8)\n"
         "plt.show()"
     ),
     nbf.v4.new_markdown_cell(
-        "**The cell it learned** is still a pH system: the same balance, now with the "
-        "trained weights (R = D positive semidefinite, so dH/dt ≤ yᵀu: the verdict is "
-        "'passive' — its input u = G(q) has no sign)."
+        "**Where this differs from the reference.**\n\n"
+        "* *LSTM beats HNN here.* The reference reports HNN 0.23 < LSTM 0.25; on the same "
+        "protocol with five test seeds the LSTM reaches about 0.13 and both cells 0.26 (pH) "
+        "and 0.31 (original), with intervals that do not overlap the LSTM's. The reference's "
+        "two numbers are single draws of 100 problems each, *different* problems per row "
+        "(each run draws its own), and its own model selection agreed with the order found "
+        "here: its best validation losses were LSTM 0.357 < HNN 0.484 (`main.ipynb`). The "
+        "paper's claim that survives is the one about size and structure: 18 parameters "
+        "against 5221, and an energy that can be read (below).\n"
+        "* *The shipped original cell (meta-training seed 0) does not reach the reference's "
+        "0.23* (0.31, near SGD); the pH-constrained cell does better (0.26). Meta-training "
+        "itself scatters: the same budget with seed 1 (a stored result of "
+        "`benchmarks/learned_table.py --part quadratic --seed-start 1`) gives the original "
+        "cell 0.240 [0.199, 0.280], the pH cell 0.246 [0.196, 0.296] and the LSTM 0.134 "
+        "[0.101, 0.168]: both cells ≤ 0.25 there. So the authors' 0.23 is within reach of "
+        "their cell, one meta-training seed cannot rank the two cells (the constraint costs "
+        "nothing on either seed), and the LSTM's lead holds on both.\n"
+        "* *NAG equals SGD here* (paired on the same problems they differ by about 0.001), "
+        "where "
+        "the reference has NAG 0.45 against SGD 0.33. The settings are the reference's "
+        "(`learned.BASELINES`: lr 0.01, momentum 0.9, `nesterov=True` for NAG, passed to "
+        "torch as configured — tested). With lr 0.01 the Nesterov correction is small at "
+        "the curvatures that still matter after 100 steps, so the two runs nearly coincide; "
+        "the reference's gap comes from comparing different problem draws, whose 100-problem "
+        "means scatter widely (heavy tail of ill-conditioned W). The next cell measures that "
+        "scatter."
     ),
     nbf.v4.new_code_cell(
-        "trained = result.net.cell.double()\n"
+        "sgd = learned.evaluate('sgd', task, problems=100, seeds=range(SPREAD_SEEDS))\n"
+        "nag = learned.evaluate('nag', task, problems=100, seeds=range(SPREAD_SEEDS))\n"
+        "s, n = np.array(sgd['per_seed']), np.array(nag['per_seed'])\n"
+        "paired = np.abs(n - s).max()\n"
+        "gaps = n[:, None] - s[None, :]  # NAG on draw i against SGD on an independent draw j\n"
+        "off = ~np.eye(len(s), dtype=bool)\n"
+        "print(f'paired |NAG - SGD| on the same problems: max {paired:.4f}')\n"
+        "print(f'one 100-problem mean of SGD: sd {s.std(ddof=1):.3f} over {len(s)} draws, '\n"
+        "      f'range [{s.min():.3f}, {s.max():.3f}]')\n"
+        "print(f'unpaired NAG - SGD (independent draws): sd {gaps[off].std():.3f}, '\n"
+        "      f'share >= 0.12 (the reference gap): {(gaps[off] >= 0.12).mean():.1%}')\n"
+        "assert paired < 0.01\n"
+        "assert gaps[off].std() > 10 * paired"
+    ),
+    nbf.v4.new_markdown_cell(
+        "## The energy view\n\n"
+        "The trained pH cell (d = 1) is the port-Hamiltonian system ẋ = (J − D)∇H + [0; 1]u "
+        "on x = (q, p), H = ½M⁻¹p² + Φ(q) with Φ' = V, D = KKᵀ ⪰ 0, u = G(q), and its balance "
+        "is dH/dt = −∇HᵀD∇H + yᵀu with y = M⁻¹p. `learned.energy_trace` runs the optimizer "
+        "and records, at the cell's input of every step, H, the dissipated power −∇HᵀD∇H, the "
+        "supplied power yᵀu and their sum dH/dt (= ∇Hᵀẋ, checked), next to the loss; "
+        "`plot.learned_energy` draws them."
+    ),
+    nbf.v4.new_code_cell(
+        "hnn = learned.pretrained('hnn_quadratic')\n"
+        "batch = task.sample(100, torch.Generator().manual_seed(learned.protocol.EVAL_SEED))\n"
+        "trace = learned.energy_trace(hnn, batch, 100)\n"
+        "gap = np.abs(trace.dH_dt - trace.dissipated - trace.supplied).max()\n"
+        "print('max |dH/dt - (-∇HᵀD∇H + yᵀu)| along the run:', gap)\n"
+        "m_inv = float(hnn.net.cell.inverse_mass().detach())\n"
+        "H = trace.mean('H')\n"
+        "print(f'H at step 0: {H[0]:.2f}, at step 10: {H[10]:.3f}, at step 99: {H[-1]:.3f}'\n"
+        "      f'  (½M⁻¹|p|² = {m_inv / 2:.3f}: p is normalised to |p| = 1 after step 0)')\n"
+        "assert gap < 1e-9 * np.abs(trace.dH_dt).max()\n"
+        "assert (trace.dissipated <= 0).all()\n"
+        "assert trace.mean('H')[-1] < 0.1 * trace.mean('H')[0]\n"
+        "positive = (trace.supplied[1:] > 0).mean()\n"
+        "supply = trace.mean('supplied')\n"
+        "print(f'mean supply over steps 1-99: {supply[1:].mean():.1f}; '\n"
+        "      f'positive in {positive:.1%} of (step, problem) pairs')\n"
+        "assert (supply[1:] < 0).all()\n"
+        "plot.learned_energy(trace)\n"
+        "plt.show()"
+    ),
+    nbf.v4.new_markdown_cell(
+        "H drops by a factor of about 30 in the first ten steps, as the gradients q shrink, "
+        "and then stays a little above ½M⁻¹|p|² — the normalisation of p keeps |p| = 1, so "
+        "the kinetic part cannot decay; what is left of Φ(q) follows the loss. The cell "
+        "dissipates at every step (−∇HᵀD∇H < 0), and its learned port G(q) *also* draws "
+        "energy out on average (the mean yᵀu is negative at every step after the first, "
+        "with a few positive problem-steps), although nothing in its structure forces that "
+        "sign: the "
+        "symbolic balance is only 'passive' (dH/dt ≤ yᵀu). Read as an energy, the trained "
+        "optimizer is a strongly damped oscillator whose learned force brakes it further.\n\n"
+        "**The balance with the trained weights**, proved symbolically and checked at random "
+        "states:"
+    ),
+    nbf.v4.new_code_cell(
+        "trained = copy.deepcopy(hnn.net.cell).double()\n"
         "print(trained.to_system().energy_balance().verdict)\n"
         "q, p = torch.randn(5, 1, dtype=torch.float64), torch.randn(5, 1, dtype=torch.float64)\n"
         "b = trained.balance(q, p)\n"
         "gap = (b['dH_dt'] - b['dissipated'] - b['supplied']).abs().max().item()\n"
         "print('dH/dt − (−∇HᵀD∇H + yᵀG):', gap)\n"
-        "result.net.float();"
+        "assert gap < 1e-12"
     ),
     nbf.v4.new_markdown_cell(
-        "**Networks: digits instead of MNIST** (no downloads). A 64-20-10 sigmoid MLP on "
-        "scikit-learn's digits, minibatches of 128, LogAndSign preprocessing (d = 2). "
-        "A short meta-training here (12 iterations; the reference's schedule is far longer), "
-        "then evaluated on held-out images with the sigmoid net and, transferred, a ReLU net."
+        "## Transfer: digits instead of MNIST\n\n"
+        "The reference meta-trains on an MNIST 784-20-10 sigmoid MLP and evaluates on it and, "
+        "transferred, on the same MLP with ReLU. Here (no downloads) scikit-learn's 8×8 "
+        "digits, 64-20-10, minibatches of 128, LogAndSign preprocessing (d = 2); "
+        "meta-training on the first 1000 images, evaluation on the other 797. "
+        "The rows below are a **stored result of `benchmarks/learned_table.py`** (the "
+        "meta-trainings and the LSTM's evaluation take minutes); the budget is printed "
+        "with them."
+    ),
+    nbf.v4.new_code_cell(
+        f"TRANSFER = {TRANSFER!r}\n"
+        "ref = {'hnn': (0.38, 0.36), 'hnn_original': (0.38, 0.36), 'lstm': (0.29, 2.31),\n"
+        "       'sgd': (0.36, 0.45), 'nag': (0.33, 0.61), 'adam': (0.35, 0.34),\n"
+        "       'rmsprop': (0.38, 0.38)}\n"
+        "print(TRANSFER['budget'])\n"
+        "print(f\"{'method':14s} {'sigmoid':>7s} {'95 % CI':^16s} {'ref':>5s}  \"\n"
+        "      f\"{'ReLU':>7s} {'95 % CI':^16s} {'ref':>5s}\")\n"
+        "for k, (sig, relu) in TRANSFER['rows'].items():\n"
+        "    print(f'{k:14s} {sig[0]:7.3f} [{sig[1]:6.3f}, {sig[2]:6.3f}] {ref[k][0]:5.2f}  '\n"
+        "          f'{relu[0]:7.3f} [{relu[1]:6.3f}, {relu[2]:6.3f}] {ref[k][1]:5.2f}')"
+    ),
+    nbf.v4.new_markdown_cell(
+        "Read against the reference: digits is a much easier task than MNIST (every "
+        "baseline ends near 0.03–0.2 where MNIST's end near 0.35), so only the ranks carry "
+        "over. The reference's transfer story does not reproduce here: its LSTM collapsed "
+        "on the ReLU net (2.31) while its HNN held (0.36); here the LSTM transfers best of "
+        "the learned optimizers (0.05 → 0.09) and both cells lose more (pH cell 0.11 → "
+        "0.42, original 0.09 → 0.28), behind SGD, NAG and Adam. These nets had a fifth of "
+        "the reference's budget. With the full 1000 iterations (cells only: the LSTM's "
+        "run did not fit the session; same benchmark, seed 0) the pH cell reaches 0.100 "
+        "[0.093, 0.106] on the sigmoid and 0.186 [0.149, 0.223] on the ReLU net, and the "
+        "original cell is unchanged (its best validation came before iteration 200): more "
+        "meta-training helps the pH cell's transfer, but on one seed it still trails the "
+        "LSTM and the tuned SGD/NAG/Adam — the measured state, not a verdict on the method."
+    ),
+    nbf.v4.new_markdown_cell(
+        "**A short run** (a few meta-iterations of the pH cell on the sigmoid MLP, then "
+        "evaluated with the sigmoid and the ReLU MLP on held-out images, next to the "
+        "baselines at the reference's MNIST learning rates) — much less training than the "
+        "stored rows, to show the calls:"
     ),
     nbf.v4.new_code_cell(
         "t0 = time.perf_counter()\n"
@@ -100,14 +256,12 @@ cells = [
         "                            validate_every=DIGITS_VALIDATE_EVERY)\n"
         "print(f'meta-training {time.perf_counter() - t0:.1f} s')\n"
         "for act in ('sigmoid', 'relu'):\n"
-        "    batch = learned.DigitsMLPTask(activation=act, split='test').sample(\n"
-        "        20, torch.Generator().manual_seed(1))\n"
-        "    rows = {'HNN (odeopt)': learned.run_learned(digits.net, batch, out_mul=0.1)}\n"
-        "    adam = lambda ps: torch.optim.Adam(ps, lr=0.03)\n"
-        "    sgd = lambda ps: torch.optim.SGD(ps, lr=0.3, momentum=0.9)\n"
-        "    rows['Adam (0.03)'] = learned.run_torch(adam, batch)\n"
-        "    rows['SGD (0.3, m 0.9)'] = learned.run_torch(sgd, batch)\n"
-        "    print(act, {k: round(float(v[-1].mean()), 3) for k, v in rows.items()})"
+        "    test = learned.DigitsMLPTask(activation=act, split='test')\n"
+        "    short = {k: learned.evaluate(v, test, problems=DIGITS_TEST_PROBLEMS,\n"
+        "                                 seeds=range(DIGITS_TEST_SEEDS))['mean']\n"
+        "             for k, v in {'HNN (short)': digits, 'Adam': 'adam', 'SGD': 'sgd',\n"
+        "                          'NAG': 'nag', 'RMSprop': 'rmsprop'}.items()}\n"
+        "    print(act, {k: round(v, 3) for k, v in short.items()})"
     ),
     nbf.v4.new_markdown_cell(
         "**Export.** `LearnedOptimizer` runs the trained net on any model's parameters "

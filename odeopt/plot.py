@@ -26,6 +26,7 @@ __all__ = [
     "OUTCOME_COLOURS",
     "basins",
     "energy",
+    "learned_energy",
     "loss",
     "outcome_colours",
     "phase_portrait",
@@ -534,3 +535,71 @@ def table(result: StudyResult, ax: Any = None, legend: bool = True) -> Any:
     if legend:
         ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", title="outcome")
     return ax
+
+
+def learned_energy(
+    trace: Any, axes: Any = None, problem: int | None = None, symlog_power: bool = True
+) -> Any:
+    """The energy view of the learned pH optimizer (:func:`odeopt.learned.energy_trace`),
+    three panels against the step k, next to each other:
+
+    1. the loss F(θ_k) (log axis);
+    2. the cell's energy H(q_k, p_k) = Σ ½M⁻¹p² + Φ(q) at its input of step k;
+    3. the powers at that state: dissipated −∇HᵀD∇H (≤ 0, D = KKᵀ), supplied yᵀu
+       (y = M⁻¹p, u = G(q)) and their sum dH/dt = ∇Hᵀẋ (the cell's balance) — a symlog
+       axis unless ``symlog_power`` is False.
+
+    Curves are the mean over the trace's problems, or problem ``problem`` alone. ``axes``: a
+    sequence of three matplotlib Axes, or None for a new figure. Returns the three axes.
+    """
+    names = ("loss", "H", "dissipated", "supplied", "dH_dt")
+    if not all(isinstance(getattr(trace, n, None), np.ndarray) for n in names):
+        raise TypeError(
+            "learned_energy: trace must be an odeopt.learned.EnergyTrace "
+            f"(learned.energy_trace(net, problems, steps)), got {type(trace).__name__}"
+        )
+    n = trace.loss.shape[1]
+    if problem is not None and (
+        isinstance(problem, bool) or not isinstance(problem, int) or not 0 <= problem < n
+    ):
+        raise ValueError(
+            f"learned_energy: problem must be None or an integer in [0, {n}), got "
+            f"problem={problem!r}"
+        )
+    if axes is None:
+        import matplotlib.pyplot as plt
+
+        _, axes = plt.subplots(1, 3, figsize=(13, 3.6), constrained_layout=True)
+    axes = list(axes)
+    if len(axes) != 3:
+        raise ValueError(f"learned_energy: axes must hold three Axes, got {len(axes)}")
+
+    def curve(name: str) -> np.ndarray:
+        a = getattr(trace, name)
+        return a.mean(axis=1) if problem is None else a[:, problem]
+
+    k = np.arange(trace.loss.shape[0])
+    who = f"mean over {n} problems" if problem is None else f"problem {problem}"
+    ax_loss, ax_h, ax_p = axes
+    loss_curve = curve("loss")
+    ax_loss.plot(k, loss_curve, color="k")
+    if np.all(loss_curve > 0):
+        ax_loss.set_yscale("log")
+    ax_loss.set_xlabel("step k")
+    ax_loss.set_ylabel("F(θ_k)")
+    ax_loss.set_title(f"loss ({who})")
+    ax_h.plot(k, curve("H"), color="#1f77b4")
+    ax_h.set_xlabel("step k")
+    ax_h.set_ylabel("H(q_k, p_k)")
+    ax_h.set_title("energy of the learned cell")
+    ax_p.plot(k, curve("dissipated"), color="#d62728", label="dissipated −∇HᵀD∇H")
+    ax_p.plot(k, curve("supplied"), color="#2ca02c", label="supplied yᵀu")
+    ax_p.plot(k, curve("dH_dt"), color="k", ls="--", label="dH/dt = sum")
+    ax_p.axhline(0.0, color="0.6", lw=0.8)
+    if symlog_power:
+        ax_p.set_yscale("symlog", linthresh=1.0)
+    ax_p.set_xlabel("step k")
+    ax_p.set_ylabel("power")
+    ax_p.set_title("power balance of the cell")
+    ax_p.legend(fontsize="small")
+    return axes

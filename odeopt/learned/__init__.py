@@ -1,6 +1,7 @@
 """The learned (meta-trained) port-Hamiltonian optimizer (seed 002, ALGORITHMS.md §4), the
 learning-to-learn LSTM it is compared with, and the reference's evaluation protocol."""
 
+from .energy import EnergyTrace, energy_trace
 from .hnn import HamiltonianCell, HNNOptimizerNet, LogSign
 from .lstm import LSTMOptimizerNet
 from .optimizer import LearnedOptimizer, save_source, to_source
@@ -29,6 +30,7 @@ __all__ = [
     "BASELINES",
     "CHECKPOINTS",
     "DigitsMLPTask",
+    "EnergyTrace",
     "HNNOptimizerNet",
     "HamiltonianCell",
     "LSTMOptimizerNet",
@@ -37,6 +39,7 @@ __all__ = [
     "MetaTrainResult",
     "QuadraticTask",
     "baseline",
+    "energy_trace",
     "evaluate",
     "hnn_update",
     "learned_update",
