@@ -55,3 +55,22 @@ def nan_beyond(limit: float) -> problems.Problem:
         return np.where(th[:, 0] > limit, np.nan, F)
 
     return problems.from_functions(value, lambda th: -th, dim=1)
+
+
+def bensaid_runs(max_steps: int = 5000) -> dict:
+    """GD (Euler, h = 0.1, 2000 steps) and LC_EGD (Bensaid's protocol: first step 0.1,
+    |∇F| < 1e-4) as study runs."""
+    import odeopt as oo
+
+    gf = oo.zoo.gradient_flow()
+    return {
+        "GD": oo.Run(gf, "euler", h=0.1, steps=2000),
+        "LC_EGD": oo.Run(
+            gf,
+            oo.schemes.EnergyDecrease("euler"),
+            t_span=(0, 1e8),
+            h=0.1,
+            gtol=1e-4,
+            max_steps=max_steps,
+        ),
+    }

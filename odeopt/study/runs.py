@@ -195,30 +195,12 @@ class Run:
 
     # -- a torch optimizer as a run
     @staticmethod
-    def torch(
-        optimizer: Callable[..., Any],
-        steps: int,
-        *,
-        block: str = "theta",
-        seed: int | None = None,
-        batched: bool = False,
-        gtol: float | None = None,
-        blowup: float = 1e10,
-        **hyper: Any,
-    ) -> OptimizerRun:
+    def torch(*args: Any, **kwargs: Any) -> OptimizerRun:
         """A run that steps a torch optimizer class (``torch.optim.SGD``, an exported
-        ``discretize(...).to_torch()`` class, …) ``steps`` times on the problem from every
-        start; see :class:`OptimizerRun`."""
-        return OptimizerRun(
-            optimizer,
-            steps,
-            block=block,
-            seed=seed,
-            batched=batched,
-            gtol=gtol,
-            blowup=blowup,
-            **hyper,
-        )
+        ``discretize(...).to_torch()`` class, …) on the problem from every start:
+        ``Run.torch(optimizer, steps, *, block="theta", seed=None, batched=False, gtol=None,
+        blowup=1e10, **hyper)``, the arguments of :class:`OptimizerRun`."""
+        return OptimizerRun(*args, **kwargs)
 
 
 class OptimizerRun:

@@ -6,6 +6,7 @@ import ast
 
 import numpy as np
 import pytest
+from helpers import bensaid_runs
 
 import odeopt as oo
 from odeopt.study import OUTCOMES, Run, Study
@@ -14,18 +15,7 @@ MINIMA = ["(0, -1)", "(-2, 1)", "(2, -1)", "(0, 1)"]  # polyThree's catalogue or
 
 
 def _runs(max_steps: int = 5000) -> dict[str, Run]:
-    gf = oo.zoo.gradient_flow()
-    return {
-        "GD": Run(gf, "euler", h=0.1, steps=2000),
-        "LC_EGD": Run(
-            gf,
-            oo.schemes.EnergyDecrease("euler"),
-            t_span=(0, 1e8),
-            h=0.1,
-            gtol=1e-4,
-            max_steps=max_steps,
-        ),
-    }
+    return bensaid_runs(max_steps)
 
 
 def _starts(n: int) -> dict[str, np.ndarray]:

@@ -6,26 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import bensaid_runs
 
 import odeopt as oo
 from odeopt.study import Run, Study, StudyResult
 
 
 def _poly_three_study(n: int) -> Study:
-    gf = oo.zoo.gradient_flow()
-    runs = {
-        "GD": Run(gf, "euler", h=0.1, steps=2000),
-        "LC_EGD": Run(
-            gf,
-            oo.schemes.EnergyDecrease("euler"),
-            t_span=(0, 1e8),
-            h=0.1,
-            gtol=1e-4,
-            max_steps=5000,
-        ),
-    }
     x0 = {"theta": np.random.default_rng(0).uniform(-3, 3, (n, 2))}
-    return Study(oo.problems.poly_three(), x0, runs)
+    return Study(oo.problems.poly_three(), x0, bensaid_runs())
 
 
 @pytest.fixture(scope="module")
