@@ -314,10 +314,7 @@ D = {d}
 
 """
 
-_HNN_BODY = """CONSTRAINED = {constrained}
-
-
-def _pre(x):
+_PRE = """def _pre(x):
     if not PREPROCESS:
         return x
     a = x.abs()
@@ -326,7 +323,15 @@ def _pre(x):
     first = torch.where(big, torch.log(a.clamp_min(tiny)) / P, -torch.ones_like(x))
     second = torch.where(big, torch.sign(x), math.exp(P) * x)
     return torch.cat([first, second], dim=-1)
+"""  # LogSign preprocessing in the generated files (HNN and LSTM alike)
 
+_HNN_BODY = (
+    """CONSTRAINED = {constrained}
+
+
+"""
+    + _PRE
+    + """
 
 def _linear(x, w, prefix, bias=True):
     out = x @ w[prefix + ".weight"].T
@@ -366,21 +371,16 @@ def _update(w, g, state, normalize):
 
 
 """
+)
 
-_LSTM_BODY = '''HIDDEN = {hidden}
+_LSTM_BODY = (
+    """HIDDEN = {hidden}
 _NAMES = ("h0", "c0", "h1", "c1")
 
 
-def _pre(x):
-    if not PREPROCESS:
-        return x
-    a = x.abs()
-    big = a >= math.exp(-P)
-    tiny = torch.finfo(x.dtype).tiny
-    first = torch.where(big, torch.log(a.clamp_min(tiny)) / P, -torch.ones_like(x))
-    second = torch.where(big, torch.sign(x), math.exp(P) * x)
-    return torch.cat([first, second], dim=-1)
-
+"""
+    + _PRE
+    + '''
 
 def _cell(x, h, c, w, prefix):
     return torch.lstm_cell(x, (h, c), w[prefix + ".weight_ih"], w[prefix + ".weight_hh"],
@@ -402,6 +402,7 @@ def _update(w, g, state, normalize):
 
 
 '''
+)
 
 _COMMON = '''_FLOAT = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 

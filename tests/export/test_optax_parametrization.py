@@ -193,25 +193,6 @@ def test_plain_gradient_descent_and_weight_decay() -> None:
     assert np.abs(undecayed - ref[0]).max() > 1e-3  # the decay did something
 
 
-@pytest.mark.parametrize(
-    ("system", "scheme", "match"),
-    [
-        ("heavy_ball", "rk4", "evaluates the gradient 4 times"),
-        ("bbi", "symplectic_euler", "depends on the global"),
-        ("nesterov", "symplectic_euler", "change with the time"),
-    ],
-)
-def test_a_rule_identify_does_not_recognise_is_refused_with_its_reason(
-    system, scheme, match
-) -> None:
-    """The same refusal as to_torch(parametrization="sgd"): identify()'s reason."""
-    rule = oo.discretize(zoo.get(system), scheme)
-    with pytest.raises(ValueError, match=f"parametrization='sgd': .*{match}"):
-        rule.to_optax(0.1, parametrization="sgd")
-    with pytest.raises(ValueError, match=f"parametrization='sgd': .*{match}"):
-        rule.to_source(framework="jax", parametrization="sgd")
-
-
 def test_hyper_parameters_are_checked_with_their_names() -> None:
     rule = oo.discretize(zoo.heavy_ball(), "symplectic_euler")
     with pytest.raises(ValueError, match="nesterov must be False, got nesterov=True: .*sgd with"):

@@ -187,9 +187,14 @@ def test_per_group_values_and_plain_gradient_descent() -> None:
 def test_a_rule_identify_does_not_recognise_is_refused_with_its_reason(
     system, scheme, match
 ) -> None:
+    """torch and optax (the class and the file) refuse it alike, with identify()'s reason."""
     rule = oo.discretize(zoo.get(system), scheme)
     with pytest.raises(ValueError, match=f"parametrization='sgd': .*{match}"):
         rule.to_torch(parametrization="sgd")
+    with pytest.raises(ValueError, match=f"parametrization='sgd': .*{match}"):
+        rule.to_optax(0.1, parametrization="sgd")
+    with pytest.raises(ValueError, match=f"parametrization='sgd': .*{match}"):
+        rule.to_source(framework="jax", parametrization="sgd")
 
 
 def test_hyper_parameters_are_checked_with_their_names() -> None:
