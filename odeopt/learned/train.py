@@ -221,21 +221,25 @@ def run_learned(
     normalize: bool = True,
     window: int | None = None,
     on_window: Callable[[torch.Tensor], None] | None = None,
+    train_remainder: bool = False,
 ) -> np.ndarray:
     """Run a learned optimizer (the pH cell or the LSTM) on a batch of problems; returns F at
     steps 0…steps, (steps+1, n): row k is F(θ_k), θ_0 the start.
 
     With ``window`` and ``on_window`` (meta-training) the graph is kept over each window of
     ``window`` steps, ``on_window(Σ_t mean_b F_b)`` is called at its end and the states are
-    detached; otherwise the net runs without a graph. ``steps`` is an integer ≥ 1 and
-    ``out_mul`` finite and > 0; ``window`` without ``on_window`` is refused (it would do
-    nothing).
+    detached; otherwise the net runs without a graph. The last ``steps % window`` steps form
+    a partial window: as in the reference, they are run but not trained on, unless
+    ``train_remainder`` (then ``on_window`` is called for them too). ``steps`` is an integer
+    ≥ 1 and ``out_mul`` finite and > 0; ``window`` without ``on_window`` is refused (it would
+    do nothing).
     """
     _check_net("run_learned", net)
     _check_problems("run_learned", problems)
     steps = check_count("run_learned", "steps", steps)
     out_mul = check_positive("run_learned", "out_mul", out_mul)
     normalize = check_flag("run_learned", "normalize", normalize)
+    train_remainder = check_flag("run_learned", "train_remainder", train_remainder)
     training = on_window is not None
     if training and not callable(on_window):
         raise TypeError(
@@ -274,7 +278,7 @@ def run_learned(
             moms = [tuple(s.detach() for s in m) for m in moms]
         elif not training:
             params = [w.detach().requires_grad_(True) for w in params]
-    if training and acc is not None:
+    if training and acc is not None and train_remainder:
         on_window(acc)
     with torch.no_grad():
         history.append(problems.losses(params, steps).cpu().numpy())
@@ -345,6 +349,8 @@ def meta_train(
     normalize: bool | None = None,
     validate_every: int = 20,
     validation_problems: int = 50,
+    validation: str = "fresh",
+    train_remainder: bool = False,
     seed: int = 0,
     progress: bool = False,
 ) -> MetaTrainResult:
@@ -356,21 +362,22 @@ def meta_train(
     None take the reference's values for that net and task (:func:`reference_settings`).
 
     Each iteration samples ``problems`` fresh optimizees and runs ``steps`` steps in windows
-    of ``unroll``; every ``validate_every`` iterations the mean F over the ``steps`` recorded
-    losses F(θ_0)…F(θ_{steps−1}) on a validation batch is measured and the best weights are
-    kept (the original's model selection). Deterministic given ``seed``.
+    of ``unroll`` (the last ``steps % unroll`` steps are trained on only with
+    ``train_remainder``); every ``validate_every`` iterations the mean F over the ``steps``
+    recorded losses F(θ_0)…F(θ_{steps−1}) on ``validation_problems`` problems is measured and
+    the best weights are kept (the original's model selection). ``validation="fresh"`` draws
+    new validation problems every time (from their own stream, seeded ``seed + 10_000``),
+    ``"fixed"`` re-uses one batch (a less noisy selection). Deterministic given ``seed``.
 
     The defaults are the reference's quadratic protocol (OPT-ML ``main.ipynb``: ``fit(...,
-    n_epochs=100, n_tests=50)``): 100 epochs × 20 = 2000 iterations of one optimizee each,
-    100 steps, Adam, model selection once per epoch on 50 problems. Departures that remain:
-
-    * the validation batch is fixed (drawn from ``seed + 10_000``); the reference draws 50
-      fresh problems every time, a noisier selection that flatters its best loss;
-    * the last partial window (steps 91–100 when T = 15) is trained on; the reference
-      accumulates it but never backpropagates it (the step-100 loss is what is reported,
-      so odeopt keeps it in the meta-loss);
-    * the meta-loss of a window averages over the ``problems`` optimizees (with the
-      reference's one problem: its sum).
+    n_epochs=100, n_tests=50)`` with ``training.py``'s loop): 100 epochs × 20 = 2000
+    iterations of one optimizee each, 100 steps, Adam after each complete window (steps
+    91–100 when T = 15 are run but not trained on), model selection at the end of each epoch
+    on 50 fresh problems. What differs: the problems come from seeded generators instead of
+    torch's global one (the same distribution, other draws); the reference also evaluates 50
+    problems after each of an epoch's first 19 iterations, results it discards (they change
+    only its random stream); with ``problems`` > 1 the window's meta-loss averages over the
+    optimizees (with the reference's one problem: its sum).
 
     Every argument is checked first (counts are integers ≥ 1, ``seed`` ≥ 0, ``lr`` and
     ``out_mul`` finite and > 0, flags are bools, ``task`` an instance with ``sample``): a
@@ -395,6 +402,11 @@ def meta_train(
     validate_every = check_count("meta_train", "validate_every", validate_every)
     validation_problems = check_count("meta_train", "validation_problems", validation_problems)
     progress = check_flag("meta_train", "progress", progress)
+    train_remainder = check_flag("meta_train", "train_remainder", train_remainder)
+    if validation not in ("fresh", "fixed"):
+        raise ValueError(
+            f"meta_train: validation must be 'fresh' or 'fixed', got validation={validation!r}"
+        )
     seed = check_count("meta_train", "seed", seed, minimum=0)
     ref = reference_settings(kind or (net if net is not None else "hnn"), task)
     unroll = check_count("meta_train", "unroll", ref["unroll"] if unroll is None else unroll)
@@ -405,17 +417,25 @@ def meta_train(
     normalize = check_flag(
         "meta_train", "normalize", ref["normalize"] if normalize is None else normalize
     )
+    if steps < unroll and not train_remainder:
+        raise ValueError(
+            f"meta_train: steps={steps} < unroll={unroll} and train_remainder=False: no window "
+            "of the unroll completes, so nothing would be trained; lower unroll or pass "
+            "train_remainder=True"
+        )
     gen = torch.Generator().manual_seed(seed)
     if net is None or kind is not None:
         net = make_net(kind or "hnn", task, seed)
-    val_batch = task.sample(validation_problems, torch.Generator().manual_seed(seed + 10_000))
+    val_gen = torch.Generator().manual_seed(seed + 10_000)
+    val_batch = task.sample(validation_problems, val_gen)
     _check_problems("meta_train", val_batch, "task.sample(n, generator)")
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     settings = dict(
         net=_kind_of(net), task=getattr(task, "name", type(task).__name__),
         iterations=iterations, problems=problems, steps=steps, unroll=unroll, lr=lr,
         out_mul=out_mul, normalize=normalize, validate_every=validate_every,
-        validation_problems=validation_problems, seed=seed,
+        validation_problems=validation_problems, validation=validation,
+        train_remainder=train_remainder, seed=seed,
     )  # fmt: skip
     result = MetaTrainResult(net=net, out_mul=out_mul, normalize=normalize, settings=settings)
     best: dict[str, Any] | None = None
@@ -438,8 +458,11 @@ def meta_train(
         bar = tqdm(total=iterations, desc="meta-train")
     t0 = time.perf_counter()
     for it in range(iterations):
-        run_learned(net, task.sample(problems, gen), steps, out_mul, normalize, unroll, window_step)
+        batch = task.sample(problems, gen)
+        run_learned(net, batch, steps, out_mul, normalize, unroll, window_step, train_remainder)
         if (it + 1) % validate_every == 0 or it + 1 == iterations:
+            if validation == "fresh" and result.validation:  # a new batch after the first
+                val_batch = task.sample(validation_problems, val_gen)
             val = float(run_learned(net, val_batch, steps, out_mul, normalize)[:-1].mean())
             result.validation.append(val)
             if val < result.best_validation:

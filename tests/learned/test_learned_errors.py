@@ -63,6 +63,13 @@ def _batch(n: int = 2):
         (dict(seed=0.5), ValueError, r"seed must be an integer ≥ 0, got seed=0.5"),
         (dict(normalize="no"), TypeError, r"normalize must be True or False, got normalize='no'"),
         (dict(net=torch.nn.Linear(1, 1)), TypeError, r"net must be an .*HNNOptimizerNet"),
+        (dict(validation="new"), ValueError, r"validation must be 'fresh' or 'fixed', got valid"),
+        (dict(train_remainder=1), TypeError, r"train_remainder must be True or False, got train_r"),
+        (
+            dict(steps=2),
+            ValueError,
+            r"steps=2 < unroll=3 and train_remainder=False: no window of the unroll completes",
+        ),
     ],
 )
 def test_meta_train_refuses_bad_arguments(kwargs, error, match):

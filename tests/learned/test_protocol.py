@@ -197,11 +197,50 @@ def test_meta_train_defaults_are_the_reference_protocol():
     assert ref("hnn", task) == {"unroll": 15, "lr": 0.01, "out_mul": 0.001, "normalize": True}
     assert ref("hnn_original", task) == ref("hnn", task)
     assert ref("lstm", task) == {"unroll": 20, "lr": 0.003, "out_mul": 1.0, "normalize": True}
+    assert defaults["validation"] == "fresh" and defaults["train_remainder"] is False
     res = meta_train(QuadraticTask(dim=3), "hnn_original", iterations=1, steps=20)
     assert not res.net.constrained and res.settings["unroll"] == 15 and res.out_mul == 0.001
-    assert len(res.meta_losses) == 2  # one full window of 15 and the tail of 5
+    assert len(res.meta_losses) == 1  # one full window of 15; the tail of 5 is not trained
+    res = meta_train(QuadraticTask(dim=3), "hnn_original", iterations=1, steps=20,
+                     train_remainder=True)  # fmt: skip
+    assert len(res.meta_losses) == 2  # and the tail as one more window
     with pytest.raises(ValueError, match=r"net must be a net or one of .* got net='rnn'"):
         meta_train(QuadraticTask(dim=3), "rnn", iterations=1)
+
+
+class _RecordingTask:
+    """QuadraticTask(dim=3) that keeps every batch it samples."""
+
+    name = "quadratic"
+
+    def __init__(self) -> None:
+        self.task, self.batches = QuadraticTask(dim=3), []
+
+    def sample(self, n, generator):
+        batch = self.task.sample(n, generator)
+        self.batches.append(batch)
+        return batch
+
+
+@pytest.mark.parametrize("validation", ["fresh", "fixed"])
+def test_model_selection_draws_fresh_or_fixed_validation_problems(validation):
+    """The reference selects the model on new problems every epoch ("fresh"); "fixed"
+    re-uses the first batch. Training problems come from their own stream either way."""
+    task = _RecordingTask()
+    res = meta_train(task, "hnn", iterations=6, steps=15, validate_every=2,
+                     validation_problems=7, validation=validation)  # fmt: skip
+    assert len(res.validation) == 3
+    vals = [b for b in task.batches if b.n == 7]
+    train = [b for b in task.batches if b.n == 1]
+    assert len(train) == 6 and len({b.W.sum().item() for b in train}) == 6
+    assert len(vals) == (3 if validation == "fresh" else 1)
+    assert len({b.W.sum().item() for b in vals}) == len(vals)
+    first = QuadraticTask(dim=3).sample(7, torch.Generator().manual_seed(10_000))
+    assert torch.equal(vals[0].W, first.W)  # the stream seeded seed + 10_000
+    # the kept net is the best one: rerunning the selection's batch reproduces its value
+    if validation == "fixed":
+        again = run_learned(res.net, vals[0], 15, res.out_mul)[:-1].mean()
+        assert again == pytest.approx(res.best_validation, rel=1e-6)
 
 
 def test_baselines_pass_momentum_and_nesterov_as_configured():
@@ -279,7 +318,9 @@ def test_evaluate_refuses_bad_arguments(kwargs, error, match):
 
 # ------------------------------------------------------------------------------- checkpoints
 def test_checkpoint_round_trip_keeps_net_and_settings(tmp_path):
-    res = meta_train(QuadraticTask(dim=3), "lstm", iterations=1, steps=5, validation_problems=2)
+    res = meta_train(
+        QuadraticTask(dim=3), "lstm", iterations=1, steps=5, unroll=5, validation_problems=2
+    )
     path = learned.save_checkpoint(res, tmp_path / "x.pt", note="tiny")
     back = learned.load_checkpoint(path)
     assert isinstance(back.net, LSTMOptimizerNet)
