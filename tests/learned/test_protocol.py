@@ -185,6 +185,76 @@ def test_meta_training_a_tiny_lstm_beats_its_untrained_start():
     assert after < 0.7 * before
 
 
+def _frozen_window_loss(net, batch, grads, out_mul):
+    """Σ_t mean_b F_b(θ_t) over one window with the optimizer's inputs held at ``grads``
+    (the meta-loss as learning-to-learn defines it: no derivative through ∇F)."""
+    from odeopt.learned.train import initial_state, learned_update
+
+    (theta,) = batch.initial()
+    state = initial_state(net, theta)
+    total = 0.0
+    for t, g in enumerate(grads):
+        total = total + batch.losses([theta], t).mean()
+        u, state = learned_update(net, g, state, True, batch_dims=1)
+        theta = theta + out_mul * u
+    return total
+
+
+@pytest.mark.parametrize("kind", ["lstm", "hnn", "hnn_original"])
+def test_window_meta_gradient_equals_finite_differences(kind):
+    """The meta-gradient run_learned hands to the meta-optimizer is the derivative of the
+    window's meta-loss with the optimizee's gradients as inputs, checked against central
+    differences of that loss (float64). The reference's LSTM loop fails this on the input
+    weights: its optimizer input aliases θ.grad, which later steps of the window accumulate
+    into, so the backward pass sees a different input than the forward did."""
+    task = QuadraticTask(dim=3, dtype=torch.float64)
+    batch = task.sample(2, torch.Generator().manual_seed(5))
+    if kind == "lstm":  # a narrow LSTM with weights large enough to matter
+        net = LSTMOptimizerNet(hidden=3).double()
+        torch.manual_seed(3)
+        for w in net.parameters():
+            torch.nn.init.uniform_(w, -0.5, 0.5)
+    else:
+        net = make_net(kind, task, seed=3).double()
+    out_mul, steps = (0.1 if kind == "lstm" else 0.05), 6
+    got = []
+
+    def on_window(acc):
+        got.append(torch.autograd.grad(acc, list(net.parameters()), allow_unused=True))
+
+    run_learned(net, batch, steps, out_mul, True, steps, on_window)
+    # the inputs the optimizer saw: ∇F(θ_t) along the same (forward) trajectory
+    from odeopt.learned.train import initial_state, learned_update
+
+    grads, (theta,) = [], batch.initial()
+    state = initial_state(net, theta)
+    with torch.no_grad():
+        for t in range(steps):
+            th = theta.detach().requires_grad_(True)
+            with torch.enable_grad():
+                (g,) = torch.autograd.grad(batch.losses([th], t).sum(), [th])
+            grads.append(g)
+            u, state = learned_update(net, g, state, True, batch_dims=1)
+            theta = theta + out_mul * u
+    (analytic,) = got
+    eps = 1e-6
+    for w, a in zip(net.parameters(), analytic, strict=True):
+        a = torch.zeros_like(w) if a is None else a
+        fd = torch.zeros_like(w)
+        flat = w.data.view(-1)
+        for i in range(flat.numel()):
+            old = flat[i].item()
+            with torch.no_grad():
+                flat[i] = old + eps
+                up = _frozen_window_loss(net, batch, grads, out_mul)
+                flat[i] = old - eps
+                down = _frozen_window_loss(net, batch, grads, out_mul)
+                flat[i] = old
+            fd.view(-1)[i] = (up - down) / (2 * eps)
+        err = float((a - fd).abs().max() / fd.abs().max().clamp_min(1e-12))
+        assert err < 1e-5, (kind, err)  # the reference's aliased input: ≈ 1
+
+
 # ---------------------------------------------------------------------- protocol and baselines
 def test_meta_train_defaults_are_the_reference_protocol():
     defaults = {k: v.default for k, v in inspect.signature(meta_train).parameters.items()}
