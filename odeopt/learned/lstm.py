@@ -15,10 +15,23 @@ pre is Andrychowicz et al.'s Appendix A preprocessing with p = 10: x ↦ (log|x|
 :func:`~odeopt.learned.meta_train` as the pH cell, with the optimizee's gradients detached
 (no second derivatives, as in the reference and the paper).
 
-Parameter counts: 5221 for raw gradients, 5301 with preprocessing (the reference's). Its one
-departure from the reference: LogSign computes log|x| where the reference takes
-log(|x| + 10⁻⁸) (a relative change below 2·10⁻⁴ of the first input, on |x| ≥ e^{−10}).
-The reference's quadratic protocol runs it without preprocessing, as the pH cell.
+Parameter counts: 5221 for raw gradients, 5301 with preprocessing (the reference's).
+Departures from the reference:
+
+* LogSign computes log|x| where the reference takes log(|x| + 10⁻⁸) (a relative change
+  below 2·10⁻⁴ of the first input, on |x| ≥ e^{−10}).
+* The meta-gradient. Without preprocessing (the quadratic protocol) the reference feeds the
+  LSTM a tensor that shares memory with θ.grad. At the first step of each window θ is a
+  leaf, so every later step's ``loss.backward()`` adds ∂F(θ_k)/∂θ into that memory in place,
+  and the backward pass of the first layer's input weights reads this sum instead of the
+  gradient the forward pass used (autograd cannot see it: the tensor comes from ``.data``).
+  Measured on the reference's own loop, float64, same weights and problem: the input weights'
+  meta-gradient differs from the true one by 99 % (relative), every other parameter's
+  agrees to 10⁻¹⁵; copying the gradient first makes all agree to 4·10⁻¹⁶. odeopt feeds the
+  tensor ``torch.autograd.grad`` returns (nothing writes to it later), and its
+  meta-gradient matches central differences of the meta-loss
+  (tests/learned/test_protocol.py). The pH cell is not affected (its input is
+  concatenated, a copy); with preprocessing neither is the LSTM.
 """
 
 from __future__ import annotations
