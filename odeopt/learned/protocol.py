@@ -279,7 +279,9 @@ def load_checkpoint(path: str | Path) -> MetaTrainResult:
 
 
 def pretrained(name: str) -> MetaTrainResult:
-    """A shipped checkpoint, meta-trained on ``QuadraticTask()`` by :func:`meta_train`:
+    """A shipped checkpoint, meta-trained on ``QuadraticTask()`` by :func:`meta_train` with
+    the reference's protocol (its defaults); of meta-training seeds 0–4, the one that scored
+    best on held-out problems (``benchmarks/learned_table.py --part select``):
 
     * ``"hnn_quadratic"``: the pH-constrained cell;
     * ``"hnn_quadratic_original"``: the authors' cell (``constrained=False``);
