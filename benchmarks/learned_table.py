@@ -110,7 +110,10 @@ def _train(
     kind: str, task: Any, seed: int, out: Path, tag: str, **kwargs: Any
 ) -> learned.MetaTrainResult:
     r = learned.meta_train(task, kind, seed=seed, **kwargs)
-    budget = ", ".join(f"{k}={v}" for k, v in sorted(kwargs.items())) or "meta_train's defaults"
+    budget = "budget " + (
+        ", ".join(f"{k}={v}" for k, v in sorted(kwargs.items()))
+        or "meta_train's defaults (the reference's)"
+    )
     learned.save_checkpoint(
         r,
         out / f"{kind}_{tag}_seed{seed}.pt",
