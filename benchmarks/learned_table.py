@@ -19,7 +19,8 @@ reference's MNIST budget is 50 epochs × 20 = 1000 meta-iterations with model se
 every 20 on 20 problems (``--transfer-iterations 1000``, the default).
 
 Selection part (``--part select``): for each net, every quadratic checkpoint found in
-``--out`` (several meta-training seeds, possibly from separate runs) is scored on held-out
+``--out`` trained on the reference's loop (several meta-training seeds, possibly from
+separate runs; others are skipped, named) is scored on held-out
 problems that are neither the test seeds nor any meta-training stream (``learned.evaluate``
 with test seeds 100…104, 100 problems each), and the best is named. The shipped checkpoints
 (odeopt/learned/checkpoints/, what ``learned.pretrained`` loads) are the ones this selects,
@@ -209,6 +210,7 @@ def transfer(args: argparse.Namespace, out: Path) -> dict[str, Any]:
 
 
 SELECTION_SEEDS = range(100, 105)
+REF_LOOP = (2000, "fresh", False)  # meta_train's defaults: the only checkpoints select compares
 
 
 def select(args: argparse.Namespace, out: Path) -> dict[str, Any]:
@@ -223,6 +225,12 @@ def select(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         scores = {}
         for path in sorted(out.glob(f"{kind}_quadratic_seed*.pt")):
             r = learned.load_checkpoint(path)
+            st = r.settings
+            if (st["iterations"], st.get("validation"), st.get("train_remainder")) != REF_LOOP:
+                print(f"{label:28s} {path.name:34s} skipped: not the reference's loop "
+                      f"(iterations {st['iterations']}, validation {st.get('validation')}, "
+                      f"train_remainder {st.get('train_remainder')})")  # fmt: skip
+                continue
             res = learned.evaluate(r, task, problems=args.problems, seeds=SELECTION_SEEDS)
             scores[path.name] = res["mean"]
             print(f"{label:28s} {path.name:34s} {res['mean']:7.3f}", flush=True)

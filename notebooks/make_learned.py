@@ -70,9 +70,10 @@ cells = [
         "## Table A1: the quadratic task on the reference's protocol\n\n"
         "F(θ) = |Wθ − y|², W ∈ ℝ^{10×10} and y Gaussian, θ₀ = 0. `meta_train`'s defaults are "
         "the reference's loop (OPT-ML `training.py`): 2000 iterations of one optimizee, 100 "
-        "steps, Adam after each complete window of 15 (HNN) / 20 (LSTM) steps, steps 91–100 "
-        "run but not trained on, model selection at the end of each 20-iteration epoch on 50 "
-        "fresh problems. `benchmarks/learned_table.py` ran it for meta-training seeds 0–4; "
+        "steps, Adam after each complete window of 15 (HNN) / 20 (LSTM) steps (the HNN's "
+        "steps 91–100 run but not trained on), model selection at the end of each "
+        "20-iteration epoch on 50 fresh problems. `benchmarks/learned_table.py` ran it for "
+        "meta-training seeds 0–4; "
         "the shipped checkpoints (`learned.pretrained`) are, per net, the seed that scored "
         "best on held-out problems (test seeds 100–104, not the ones reported here). "
         "`learned.evaluate` reports F at step 100 (the reference's counting, F(θ₉₉)), the "
@@ -255,7 +256,7 @@ cells = [
         "LSTM collapsed on the ReLU net (2.31) while its HNN held (0.36); here the LSTM is "
         "best on the sigmoid net (0.003) and still transfers best of the learned optimizers "
         "(0.071 on ReLU), while both cells lose more (pH cell 0.091 → 0.324, original 0.103 "
-        "→ 0.408), behind SGD, NAG and Adam on the ReLU net. One meta-training seed: the "
+        "→ 0.408), behind all four baselines on the ReLU net. One meta-training seed: the "
         "measured state, not a verdict on the method."
     ),
     nbf.v4.new_markdown_cell(
@@ -264,7 +265,8 @@ cells = [
         "baselines at the reference's MNIST learning rates) — much less training than the "
         "stored rows, to show the calls. With so few iterations it trains the last, "
         "partial window of every run too (`train_remainder=True`, one more update per "
-        "iteration): measured here, 6 iterations of the reference's loop leave the pH cell "
+        "iteration): measured with the test suite's 6 iterations of 8 MLPs, the "
+        "reference's loop alone leaves the pH cell "
         "at chance level on the export cell's MLP (loss 2.302), with the remainder it "
         "drives that loss to 0.004."
     ),

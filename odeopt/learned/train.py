@@ -249,6 +249,11 @@ def run_learned(
         if window is None:
             raise ValueError("run_learned: on_window needs window, an integer ≥ 1; got None")
         window = check_count("run_learned", "window", window)
+        if window > steps and not train_remainder:
+            raise ValueError(
+                f"run_learned: window={window} > steps={steps} and train_remainder=False: "
+                "on_window would never be called; lower window or pass train_remainder=True"
+            )
     elif window is not None:
         raise ValueError(
             f"run_learned: window={window!r} is used only with on_window (meta-training); "

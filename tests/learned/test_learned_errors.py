@@ -161,6 +161,11 @@ def test_task_sample_refuses_bad_arguments(n, generator, error, match):
         (dict(window=0, on_window=lambda a: None), ValueError, r"window must be an integer ≥ 1"),
         (dict(on_window=lambda a: None), ValueError, r"on_window needs window"),
         (dict(window=2, on_window="print"), TypeError, r"on_window must be callable"),
+        (
+            dict(steps=3, window=5, on_window=lambda a: None),
+            ValueError,
+            r"window=5 > steps=3 and train_remainder=False: on_window would never be called",
+        ),
     ],
 )
 def test_run_learned_refuses_bad_arguments(kwargs, error, match):

@@ -303,6 +303,9 @@ def test_model_selection_draws_fresh_or_fixed_validation_problems(validation):
     vals = [b for b in task.batches if b.n == 7]
     train = [b for b in task.batches if b.n == 1]
     assert len(train) == 6 and len({b.W.sum().item() for b in train}) == 6
+    gen = torch.Generator().manual_seed(0)  # the training stream: seed, in both modes
+    for b in train:
+        assert torch.equal(b.W, QuadraticTask(dim=3).sample(1, gen).W)
     assert len(vals) == (3 if validation == "fresh" else 1)
     assert len({b.W.sum().item() for b in vals}) == len(vals)
     first = QuadraticTask(dim=3).sample(7, torch.Generator().manual_seed(10_000))
