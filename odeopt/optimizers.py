@@ -14,7 +14,6 @@ command line's default scheme, symplectic Euler: the same rule either way.
 
 from __future__ import annotations
 
-import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -24,6 +23,7 @@ from .export import discretize
 from .schemes import EnergyDecrease, EulerRichardson, StepController
 from .schemes import get as get_scheme
 from .schemes.base import Scheme
+from .symbolic.codegen import exec_module
 
 if TYPE_CHECKING:
     from .export import UpdateRule
@@ -165,10 +165,7 @@ class LearnedEntry:
         """The class of :meth:`to_source`, executed (lr is the original's out_mul)."""
         cls = name or self.cls
         source = self.to_source(cls, parametrization)
-        module = types.ModuleType(f"odeopt_generated_{cls}")
-        module.__file__ = f"<odeopt {cls}>"
-        exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102
-        made = module.__dict__[cls]
+        made = exec_module(source, f"odeopt_generated_{cls}", f"<odeopt {cls}>").__dict__[cls]
         made.source = source
         return made
 

@@ -57,14 +57,14 @@ def nan_beyond(limit: float) -> problems.Problem:
     return problems.from_functions(value, lambda th: -th, dim=1)
 
 
-def bensaid_runs(max_steps: int = 5000) -> dict:
-    """GD (Euler, h = 0.1, 2000 steps) and LC_EGD (Bensaid's protocol: first step 0.1,
-    |∇F| < 1e-4) as study runs."""
+def bensaid_runs(max_steps: int = 5000, gd_steps: int = 2000) -> dict:
+    """GD (Euler, h = 0.1, ``gd_steps`` steps) and LC_EGD (Bensaid's protocol: first step
+    0.1, |∇F| < 1e-4, at most ``max_steps``) as study runs."""
     import odeopt as oo
 
     gf = oo.zoo.gradient_flow()
     return {
-        "GD": oo.Run(gf, "euler", h=0.1, steps=2000),
+        "GD": oo.Run(gf, "euler", h=0.1, steps=gd_steps),
         "LC_EGD": oo.Run(
             gf,
             oo.schemes.EnergyDecrease("euler"),

@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from helpers import bensaid_runs  # noqa: E402
 from matplotlib.colors import to_rgba  # noqa: E402
 
 import odeopt as oo  # noqa: E402
@@ -43,17 +44,7 @@ def results():
     out = {}
     for dim in DIMS:
         if dim == 2:  # Bensaid's polyThree: GD diverges, LC_EGD reaches the four minima
-            runs = {
-                "GD": oo.Run(gf, "euler", h=0.1, steps=300),
-                "LC_EGD": oo.Run(
-                    gf,
-                    oo.schemes.EnergyDecrease("euler"),
-                    t_span=(0, 1e8),
-                    h=0.1,
-                    gtol=1e-4,
-                    max_steps=3000,
-                ),
-            }
+            runs = bensaid_runs(max_steps=3000, gd_steps=300)
         else:
             runs = {
                 "GD": oo.Run(gf, "euler", h=0.5, steps=60, gtol=1e-3),

@@ -886,13 +886,11 @@ def to_optax(
     ``parametrization="sgd"`` optax.sgd's ``learning_rate``, ``momentum``, ``nesterov``;
     ``args`` the factory's positional arguments): the factory of :func:`to_source`,
     executed and called (its source is the factory's ``source``)."""
-    import types
+    from ..symbolic.codegen import exec_module
 
     source = to_source(rule, name, parametrization)
     fname = name or function_name(rule, parametrization)
-    module = types.ModuleType(f"odeopt_generated_jax_{fname}")
-    module.__file__ = f"<odeopt jax {fname}>"
-    exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102
+    module = exec_module(source, f"odeopt_generated_jax_{fname}", f"<odeopt jax {fname}>")
     factory = module.__dict__[fname]
     factory.source = source
     return factory(*args, **hyperparameters)

@@ -226,16 +226,12 @@ class UpdateRule:
         the optimizer's variables, so schedulers act as on torch.optim.SGD; a rule that
         identify() does not recognise is a ValueError giving identify()'s reason.
         """
-        import types
-
+        from ..symbolic.codegen import exec_module
         from .torch_source import class_name
 
         source = self.to_source(name, parametrization=parametrization)
         cls = name or class_name(self, parametrization)
-        module = types.ModuleType(f"odeopt_generated_{cls}")
-        module.__file__ = f"<odeopt {cls}>"
-        exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102
-        made = module.__dict__[cls]
+        made = exec_module(source, f"odeopt_generated_{cls}", f"<odeopt {cls}>").__dict__[cls]
         made.source = source
         return made
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 import keyword
 import math
 import pprint
-import types
 from typing import Any
 
 import torch
 
+from ..symbolic.codegen import exec_module
 from .hnn import HNNOptimizerNet
 
 __all__ = ["to_jax_source", "to_optax"]
@@ -60,8 +60,7 @@ def to_optax(
     """The optax transformation of :func:`to_jax_source`, executed (lr a number > 0 or an
     optax schedule of the update count)."""
     source = to_jax_source(net)
-    module = types.ModuleType("odeopt_learned_jax")
-    exec(compile(source, "<odeopt.learned jax>", "exec"), module.__dict__)  # noqa: S102
+    module = exec_module(source, "odeopt_learned_jax", "<odeopt.learned jax>")
     factory = module.__dict__["hnn_optimizer"]
     factory.source = source
     return factory(lr, normalize=normalize, maximize=maximize)

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from ..symbolic.codegen import exec_module
 from ._checks import FLOAT_DTYPES, check_flag, check_positive
 from .hnn import HNNOptimizerNet
 from .lstm import LSTMOptimizerNet
@@ -206,9 +207,7 @@ def _check_parameter(p: Any, gi: int, pi: int) -> None:
 
 def _execute(source: str) -> types.ModuleType:
     """The module that ``source`` (a :func:`to_source` text) defines."""
-    module = types.ModuleType("odeopt_learned_generated")
-    exec(compile(source, "<odeopt.learned generated>", "exec"), module.__dict__)  # noqa: S102
-    return module
+    return exec_module(source, "odeopt_learned_generated", "<odeopt.learned generated>")
 
 
 def to_source(net: HNNOptimizerNet | LSTMOptimizerNet, class_name: str = "HNNOptimizer") -> str:

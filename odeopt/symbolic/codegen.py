@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -127,6 +128,15 @@ class Compiled:
 
 
 _counter = itertools.count()
+
+
+def exec_module(source: str, name: str, filename: str) -> types.ModuleType:
+    """The module ``name`` that the generated ``source`` defines, compiled under ``filename``
+    (what tracebacks and ``module.__file__`` show): how odeopt loads the files it writes."""
+    module = types.ModuleType(name)
+    module.__file__ = filename
+    exec(compile(source, filename, "exec"), module.__dict__)  # noqa: S102 - our own code
+    return module
 
 
 def _hoist_scalars(
